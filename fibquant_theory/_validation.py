@@ -1,0 +1,79 @@
+"""Input checks shared by every public entry point.
+
+Every function raises :class:`ValueError` (or :class:`TypeError` for a wrong
+kind of object) with a message that names the offending argument, so that bad
+input never turns into a silently wrong answer.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "check_int",
+    "check_dim_block",
+    "check_bits",
+    "as_vectors",
+    "check_finite_rows",
+]
+
+
+def check_int(value: object, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as a Python ``int`` after checking type and range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_dim_block(d: object, k: object = 1) -> tuple[int, int]:
+    """Check an ambient dimension ``d >= 2`` and a block size ``1 <= k <= d``."""
+    d = check_int(d, "d (dimension)", minimum=2)
+    k = check_int(k, "k (block size)", minimum=1)
+    if k > d:
+        raise ValueError(f"block size k={k} exceeds the dimension d={d}")
+    return d, k
+
+
+def check_bits(bits: object, *, minimum: int = 1, maximum: int = 8) -> int:
+    """Check an integer bit width ``minimum <= bits <= maximum``."""
+    return check_int(bits, "bits", minimum=minimum, maximum=maximum)
+
+
+def check_finite_rows(x: np.ndarray, name: str = "x") -> None:
+    """Raise ``ValueError`` naming the first row of ``x`` that holds NaN or Inf."""
+    finite = np.isfinite(x)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.reshape(-1, x.shape[-1]).all(axis=1))
+        idx = np.unravel_index(int(rows[0]), x.shape[:-1]) if x.ndim > 1 else ()
+        where = f"row {tuple(int(i) for i in idx)}" if x.ndim > 2 else f"row {int(rows[0])}"
+        raise ValueError(f"{name} contains NaN or Inf (first bad {where}; {rows.size} bad rows in all)")
+
+
+def as_vectors(x: object, d: int, name: str = "x") -> np.ndarray:
+    """Return ``x`` as a float64 array of shape ``(..., d)`` with finite entries.
+
+    Accepts any real floating or integer array whose last axis has length
+    ``d``; raises ``ValueError`` for a wrong last dimension, a non-numeric or
+    complex dtype, an empty trailing axis, or NaN/Inf entries.
+    """
+    arr = np.asarray(x)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must have shape (..., {d}), got a scalar")
+    if arr.shape[-1] != d:
+        raise ValueError(f"{name} must have shape (..., {d}), got {arr.shape}")
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.size:
+        check_finite_rows(arr, name)
+    return arr
