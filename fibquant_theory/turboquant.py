@@ -108,6 +108,29 @@ class TurboQuantMSE:
         """Bits per coordinate of the direction code (the norm is not counted)."""
         return float(self.bits)
 
+    #: Bits of the norm header counted by :attr:`bits_per_vector` (an fp16 norm, as FibQuant's default).
+    norm_bits = 16
+
+    @property
+    def bits_per_vector(self) -> int:
+        """Storage of one vector in bits: ``d * bits`` level indices + a 16-bit norm."""
+        return self.d * self.bits + self.norm_bits
+
+    @property
+    def compression_ratio(self) -> float:
+        """``16 d / bits_per_vector``: fp16 size over code size (norm included)."""
+        return 16.0 * self.d / self.bits_per_vector
+
+    def decode_row(self, codes: ScalarCodes, i: int) -> np.ndarray:
+        """Decode the vector with flat (row-major) index ``i`` alone, shape ``(d,)``.
+
+        Equal to ``decode(codes).reshape(-1, d)[i]`` up to the rounding of the matrix product.
+        """
+        idx = np.asarray(codes.indices).reshape(-1, self.d)
+        norms = np.asarray(codes.norms).reshape(-1)
+        i = check_int(i, "index", minimum=-norms.size, maximum=norms.size - 1)
+        return self.decode(ScalarCodes(idx[i : i + 1 or None], norms[i : i + 1 or None]))[0]
+
     def encode(self, x: np.ndarray) -> ScalarCodes:
         """Encode vectors of shape ``(..., d)``; see :class:`ScalarCodes`."""
         x = as_vectors(x, self.d)
@@ -168,6 +191,31 @@ class TurboQuantProd:
     def rate_bits(self) -> float:
         """Bits per coordinate (MSE stage + sign bit; the two norms are not counted)."""
         return float(self.bits)
+
+    #: Bits of the two norm headers (norm and residual norm, fp16 each) counted by :attr:`bits_per_vector`.
+    norm_bits = 32
+
+    @property
+    def bits_per_vector(self) -> int:
+        """Storage of one vector in bits: ``d * bits`` (indices and signs) + two 16-bit norms."""
+        return self.d * self.bits + self.norm_bits
+
+    @property
+    def compression_ratio(self) -> float:
+        """``16 d / bits_per_vector``: fp16 size over code size (norms included)."""
+        return 16.0 * self.d / self.bits_per_vector
+
+    def decode_row(self, codes: QJLCodes, i: int) -> np.ndarray:
+        """Decode the vector with flat (row-major) index ``i`` alone, shape ``(d,)``.
+
+        Equal to ``decode(codes).reshape(-1, d)[i]`` up to the rounding of the matrix products.
+        """
+        norms = np.asarray(codes.norms).reshape(-1)
+        i = check_int(i, "index", minimum=-norms.size, maximum=norms.size - 1)
+        sl = slice(i, i + 1 or None)
+        idx = None if codes.indices is None else np.asarray(codes.indices).reshape(-1, self.d)[sl]
+        row = QJLCodes(idx, np.asarray(codes.signs).reshape(-1, self.d)[sl], np.asarray(codes.residual_norms).reshape(-1)[sl], norms[sl])
+        return self.decode(row)[0]
 
     def _mse_stage(self, indices: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
         if self.quantizer is None:

@@ -1,7 +1,28 @@
 """GPU (Numba-CUDA) codecs for FibQuant, installed as :mod:`fibquant_theory.gpu`.
 
-The kernels are added by the GPU issue; importing this package never imports
-``numba.cuda`` by itself, so CPU-only installations are unaffected.
+* :class:`~fibquant_theory.gpu.codec.GPUFibQuantCodec`: encode, decode and
+  decode-attention from codes on the GPU, bit-compatible with the CPU codec
+  (``"fixed"`` packing); PyTorch CUDA tensors in and out without host copies.
+* :mod:`fibquant_theory.gpu.kernels`: the kernels (generated per configuration).
+* ``python -m fibquant_theory.gpu.bench``: the benchmark table (decode bandwidth
+  against a device copy, encode throughput, decode-attention against fp16 SDPA).
+
+Importing this package does not import ``numba.cuda``; the first access to
+:class:`GPUFibQuantCodec` does (through :mod:`fibquant_theory.gpu._compat`,
+which makes numba-cuda importable under NumPy 2.5). Set
+``NUMBA_ENABLE_CUDASIM=1`` before that to run the kernels in the simulator.
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["GPUFibQuantCodec"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GPUFibQuantCodec":
+        from .codec import GPUFibQuantCodec
+
+        return GPUFibQuantCodec
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -52,7 +52,7 @@ def test_unknown_method_is_rejected() -> None:
 
 
 def test_demo_writes_table_and_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--samples", "2000", "--no-progress"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--samples", "2000", "--no-progress", "--scalar-only"]) == 0
     out = capsys.readouterr().out
     assert "turboquant-prod" in out
     assert (tmp_path / "rd_scalar.png").stat().st_size > 10_000

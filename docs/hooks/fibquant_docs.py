@@ -1,0 +1,110 @@
+"""MkDocs hook of the FibQuant site (declared under ``hooks:`` in ``mkdocs.yml``).
+
+* ``on_pre_build`` (once per process): runs ``scripts/docs_assets.py``, which writes the
+  figures and tables of the site into the git-ignored ``docs/generated/`` with the
+  package's own ``fibquant`` commands. Set ``FIBQUANT_DOCS_SKIP_ASSETS=1`` to reuse the
+  files already there (fast ``mkdocs serve`` restarts) and ``FIBQUANT_DOCS_SAMPLES`` to
+  change the unit vectors per rate–distortion point (default 20000).
+* ``on_config``: appends the "API reference" section to the navigation, one page per
+  module listed in ``extra.api_modules``.
+* ``on_files``: adds those API pages (``::: module``, rendered by mkdocstrings) and
+  the MathJax 3 files of the installed ``django-static-mathjax`` package under
+  ``assets/mathjax/`` (no CDN: the built site renders math offline).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File, Files
+
+__all__ = ["on_config", "on_pre_build", "on_files", "api_page_path", "mathjax_root"]
+
+ROOT = Path(__file__).resolve().parents[2]
+GENERATED = ROOT / "docs" / "generated"
+_ASSETS_DONE = False
+
+#: Parts of MathJax's es5 tree needed by ``tex-chtml.js`` (the rest are other bundles).
+_MATHJAX_PARTS = ("tex-chtml.js", "input", "output/chtml", "ui", "a11y", "sre", "adaptors")
+
+
+def api_page_path(module: str) -> str:
+    """Path of the generated API page of ``module`` inside the site, e.g. ``api/source.md``."""
+    name = module.split(".")[-1] if "." in module else "index"
+    return f"api/{name}.md"
+
+
+def mathjax_root() -> Path:
+    """The ``es5`` folder of MathJax 3 shipped by the ``django-static-mathjax`` package."""
+    try:
+        root = Path(str(resources.files("mathjax"))) / "static" / "mathjax" / "es5"
+    except ModuleNotFoundError:
+        root = None
+    if root is None or not (root / "tex-chtml.js").is_file():
+        raise PluginError(
+            "MathJax not found: install the docs extra (`pip install -e '.[docs]'`, "
+            "which brings `django-static-mathjax`, the MathJax 3 files as a Python package)"
+        )
+    return root
+
+
+def _api_modules(config: MkDocsConfig) -> list[str]:
+    modules = config.extra.get("api_modules", [])
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise PluginError("extra.api_modules in mkdocs.yml must be a list of module names")
+    paths = [api_page_path(m) for m in modules]
+    if len(set(paths)) != len(paths):
+        raise PluginError(f"extra.api_modules: two modules map to the same page: {paths}")
+    return modules
+
+
+def on_config(config: MkDocsConfig, **kwargs: Any) -> MkDocsConfig:
+    """Append the "API reference" section (one entry per module) to the navigation."""
+    modules = _api_modules(config)
+    if modules and config.nav is not None:
+        # Menu titles without the package prefix ("source", "proofs.dominance"); pages keep the full name.
+        section = [{module.partition(".")[2] or module: api_page_path(module)} for module in modules]
+        config.nav = [item for item in config.nav if not (isinstance(item, dict) and "API reference" in item)]
+        config.nav.append({"API reference": section})
+    return config
+
+
+def on_pre_build(config: MkDocsConfig, **kwargs: Any) -> None:
+    """Generate ``docs/generated/`` with the package's commands (once per process)."""
+    global _ASSETS_DONE
+    if _ASSETS_DONE:
+        return
+    if os.environ.get("FIBQUANT_DOCS_SKIP_ASSETS") == "1" and (GENERATED / "rd_scalar_table.md").is_file():
+        _ASSETS_DONE = True
+        return
+    spec = importlib.util.spec_from_file_location("fibquant_docs_assets", ROOT / "scripts" / "docs_assets.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        module.generate(GENERATED, samples=int(os.environ.get("FIBQUANT_DOCS_SAMPLES", "20000")))
+    except (RuntimeError, ValueError) as exc:
+        raise PluginError(f"generating the documentation figures failed: {exc}") from exc
+    _ASSETS_DONE = True
+
+
+def on_files(files: Files, config: MkDocsConfig, **kwargs: Any) -> Files:
+    """Add the generated API pages and the MathJax assets to the build."""
+    for module in _api_modules(config):
+        content = f"::: {module}\n"
+
+        files.append(File.generated(config, api_page_path(module), content=content))
+    root = mathjax_root()
+    for part in _MATHJAX_PARTS:
+        path = root / part
+        sources = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for src in sources:
+            rel = src.relative_to(root).as_posix()
+            files.append(File.generated(config, f"assets/mathjax/{rel}", abs_src_path=str(src)))
+    return files

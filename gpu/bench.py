@@ -1,0 +1,258 @@
+r"""GPU benchmark of the FibQuant kernels: ``python -m fibquant_theory.gpu.bench``.
+
+Prints one table per measurement, every figure against a baseline measured in
+the same run on the same GPU:
+
+(a) decode effective bandwidth (packed bytes read + fp16 bytes written, over
+    the kernel time) against a device-to-device copy (``torch`` ``copy_``,
+    bytes read + written);
+(b) encode throughput (vectors/s and blocks/s), fp16 input, exhaustive and
+    two-stage search, float32 and float64 arithmetic;
+(c) decode-attention from codes (one query per head) against
+    ``torch.nn.functional.scaled_dot_product_attention`` on fp16 K/V of the same
+    shape, for batch x heads x context in ``{1x32x32k, 8x32x8k, 1x32x128k}``.
+
+Settings: ``d = 128, k = 8, N = 256`` (2 bits/coordinate before the norm,
+18-byte records) and the sub-one-bit ``d = 64, k = 32, N = 128`` (30-bit
+records), both with the randomized Hadamard rotation (the dense rotation is
+also timed for decode). Times are medians of CUDA-event timings after warm-up;
+the attention kernels are also timed as CUDA-graph replays, which removes the
+Python launch overhead from both sides. Needs a CUDA GPU and PyTorch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["main", "run_benchmarks"]
+
+SETTINGS = ((128, 8, 256), (64, 32, 128))
+ATTENTION_SHAPES = ((1, 32, 32 * 1024), (8, 32, 8 * 1024), (1, 32, 128 * 1024))
+
+
+def _timer(torch: Any) -> Callable[..., float]:
+    def median_ms(fn: Callable[[], Any], reps: int = 20, warmup: int = 3, inner: int = 1) -> float:
+        for _ in range(warmup):
+            fn()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(reps):
+            s = torch.cuda.Event(enable_timing=True)
+            e = torch.cuda.Event(enable_timing=True)
+            s.record()
+            for _ in range(inner):
+                fn()
+            e.record()
+            e.synchronize()
+            times.append(s.elapsed_time(e) / inner)
+        return statistics.median(times)
+
+    return median_ms
+
+
+def _graph_ms(torch: Any, fn: Callable[[], Any], median_ms: Callable[..., float], replays: int = 20) -> float | None:
+    """Median time of one call replayed from a CUDA graph of ``replays`` calls (None if capture fails)."""
+    try:
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(2):
+                fn()
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            for _ in range(replays):
+                fn()
+        return median_ms(g.replay, reps=10, warmup=2) / replays
+    except Exception as exc:  # pragma: no cover - depends on the driver
+        print(f"  (graph capture failed: {type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
+
+
+def _emit(rows: dict[str, list[dict[str, Any]]], table: str, row: dict[str, Any]) -> None:
+    rows[table].append(row)
+    print(f"[{table}] " + json.dumps(row), file=sys.stderr, flush=True)
+
+
+def run_benchmarks(
+    quick: bool = False, progress: bool = True, only: Sequence[str] = ("decode", "encode", "attention"), tune: bool = False
+) -> dict[str, list[dict[str, Any]]]:
+    """Run the benchmarks named in ``only`` on the current CUDA device; returns the table rows.
+
+    ``tune`` also times a few (records in flight, register cap) variants of the
+    attention kernel on the first shape and keeps the fastest.
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    from fibquant_theory.codebook import design_codebook
+    from fibquant_theory.codec import FibQuantCodec
+
+    from ._compat import cuda
+    from .codec import GPUFibQuantCodec
+
+    median_ms = _timer(torch)
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    rows: dict[str, list[dict[str, Any]]] = {"decode": [], "encode": [], "attention": []}
+    n_dec = (1 << 20) if quick else (1 << 22)
+    shapes = ATTENTION_SHAPES[:1] if quick else ATTENTION_SHAPES
+
+    # ---- copy baseline: bytes read + written
+    buf = torch.empty(512 << 20, dtype=torch.uint8, device=dev)
+    dst = torch.empty_like(buf)
+    buf.random_(0, 255)
+    copy_ms = median_ms(lambda: dst.copy_(buf))
+    copy_gbs = 2 * buf.numel() / copy_ms / 1e6
+    del buf, dst
+
+    def stream() -> Any:
+        return cuda.external_stream(torch.cuda.current_stream().cuda_stream)
+
+    steps = len(SETTINGS) * (3 + len(shapes))
+    bar = tqdm(total=steps, desc="gpu bench", disable=not progress)
+    for d, k, n_cw in SETTINGS:
+        cb = design_codebook(d, k, n_cw, seed=0)
+        for rot in ("hadamard", "haar") if "decode" in only else ():
+            codec = FibQuantCodec(cb, seed=0, rotation=rot, packing="fixed")
+            g = GPUFibQuantCodec(codec)
+            x = torch.randn(n_dec, d, device=dev, dtype=torch.float16)
+            payload = g.encode(x)
+            nbytes = payload.numel() + n_dec * d * 2
+            out = g.decode(payload, n_dec, check=True)  # warm + validate once
+            ms = median_ms(lambda: g.decode(payload, n_dec, check=False))
+            graph = _graph_ms(torch, lambda: g.decode(payload, n_dec, check=False, stream=stream()), median_ms, replays=5)
+            gbs = nbytes / (graph or ms) / 1e6
+            rel = float((out.float() - x.float()).norm() / x.float().norm())
+            _emit(rows, "decode", {
+                "d": d, "k": k, "N": n_cw, "rotation": rot, "vectors": n_dec, "bytes/vec": round(nbytes / n_dec, 2),
+                "ms": ms, "graph ms": graph, "GB/s": gbs, "copy GB/s": copy_gbs, "% of copy": 100 * gbs / copy_gbs, "rel err": rel,
+            })
+            del x, payload, out
+            bar.update()
+        # ---- encode
+        for encoder in ("exhaustive", "two-stage") if "encode" in only else ():
+            for prec in ("float32", "float64"):
+                codec = FibQuantCodec(cb, seed=0, rotation="hadamard", encoder=encoder, packing="fixed")
+                try:
+                    g = GPUFibQuantCodec(codec, precision=prec)
+                except ValueError as exc:  # e.g. a float64 codebook over the shared-memory budget
+                    rows["encode"].append({"d": d, "k": k, "N": n_cw, "search": encoder, "precision": prec, "note": str(exc)})
+                    continue
+                n_enc = n_dec
+                x = torch.randn(n_enc, d, device=dev, dtype=torch.float16)
+                g.encode(x, check=True)
+                ms = median_ms(lambda: g.encode(x, check=False), reps=10)
+                graph = _graph_ms(torch, lambda: g.encode(x, check=False, stream=stream()), median_ms, replays=3)
+                ms = graph or ms
+                _emit(rows, "encode", {
+                    "d": d, "k": k, "N": n_cw, "search": encoder, "precision": prec, "vectors": n_enc, "ms": ms,
+                    "vectors/s": n_enc / ms * 1e3, "blocks/s": n_enc * (d // k) / ms * 1e3,
+                })
+                del x
+            bar.update()
+        # ---- decode-attention from codes vs fp16 SDPA
+        codec = FibQuantCodec(cb, seed=0, rotation="hadamard", packing="fixed")
+        g = GPUFibQuantCodec(codec)
+        variants = [(2, 64), (4, 96), (4, 128)] if tune else []  # (records in flight, register cap)
+        for b, h, t in shapes if "attention" in only else ():
+            kf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
+            vf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
+            q = torch.randn(b, h, d, device=dev, dtype=torch.float16)
+            kp = g.encode(kf.reshape(-1, d))
+            vp = g.encode(vf.reshape(-1, d))
+            ours = g.decode_attention(q, kp, vp, t, check=True)
+            # reference: SDPA on the decoded (fp32) K/V, so only the kernel's arithmetic differs
+            kd = g.decode(kp, b * h * t, dtype="float32").reshape(b, h, t, d)
+            vd = g.decode(vp, b * h * t, dtype="float32").reshape(b, h, t, d)
+            ref = F.scaled_dot_product_attention(q.float()[:, :, None], kd, vd)[:, :, 0]
+            rel = float((ours.float() - ref).norm() / ref.norm())
+            del kd, vd
+            qs = q[:, :, None]
+            sdpa = lambda: F.scaled_dot_product_attention(qs, kf, vf)  # noqa: E731
+            sdpa_ms = median_ms(sdpa)
+            if len(variants) > 1:
+                best = None
+                for unroll, regs in variants:
+                    g.attention_unroll, g.attention_registers = unroll, regs
+                    g.decode_attention(q, kp, vp, t, check=True)
+                    vt = _graph_ms(torch, lambda: g.decode_attention(q, kp, vp, t, check=False, stream=stream()), median_ms)
+                    print(f"  attention variant unroll={unroll} regs={regs}: {vt} ms", file=sys.stderr)
+                    if vt is not None and (best is None or vt < best[0]):
+                        best = (vt, unroll, regs)
+                if best is not None:
+                    variants = [best[1:]]
+                    g.attention_unroll, g.attention_registers = best[1:]
+            ours = g.decode_attention(q, kp, vp, t, check=True)
+            rel = float((ours.float() - ref).norm() / ref.norm())
+            ours_ms = median_ms(lambda: g.decode_attention(q, kp, vp, t, check=False))
+            ours_g = _graph_ms(torch, lambda: g.decode_attention(q, kp, vp, t, check=False, stream=stream()), median_ms)
+            sdpa_g = _graph_ms(torch, sdpa, median_ms)
+            code_bytes = kp.numel() + vp.numel()
+            fp16_bytes = kf.numel() * 2 + vf.numel() * 2
+            _emit(rows, "attention", {
+                "d": d, "k": k, "N": n_cw, "BxHxT": f"{b}x{h}x{t // 1024}k",
+                "sdpa ms": sdpa_ms, "codes ms": ours_ms, "speedup": sdpa_ms / ours_ms,
+                "sdpa graph ms": sdpa_g, "codes graph ms": ours_g,
+                "graph speedup": (sdpa_g / ours_g) if (sdpa_g and ours_g) else None,
+                "variant": f"u{g.attention_unroll}/r{g.attention_registers}", "bytes ratio": fp16_bytes / code_bytes, "target": fp16_bytes / code_bytes / 2,
+                "codes GB/s": code_bytes / (ours_g or ours_ms) / 1e6, "rel err": rel,
+            })
+            del kf, vf, kp, vp
+            torch.cuda.empty_cache()
+            bar.update()
+    bar.close()
+    from .kernels import kernel_resources
+
+    rows["kernels"] = kernel_resources()
+    _ = math, np
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: print the tables (and write them as JSON with ``--json PATH``)."""
+    parser = argparse.ArgumentParser(prog="python -m fibquant_theory.gpu.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and only the 32k attention shape")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--only", default="decode,encode,attention", help="comma-separated subset of decode,encode,attention")
+    parser.add_argument("--tune", action="store_true", help="try attention kernel variants on the first shape, keep the fastest")
+    args = parser.parse_args(argv)
+    only = tuple(x.strip() for x in args.only.split(",") if x.strip())
+    bad = set(only) - {"decode", "encode", "attention"}
+    if bad:
+        parser.error(f"unknown benchmark(s) {sorted(bad)}")
+    try:
+        import torch
+    except ImportError:
+        print("the GPU benchmark needs PyTorch", file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available():
+        print("the GPU benchmark needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
+        return 2
+    from fibquant_theory._table import format_table
+
+    rows = run_benchmarks(quick=args.quick, progress=not args.no_progress, only=only, tune=args.tune)
+    print(f"device: {torch.cuda.get_device_name()}")
+    for name, table in rows.items():
+        if not table:
+            continue
+        print(f"\n[{name}]")
+        columns = list(dict.fromkeys(key for row in table for key in row))
+        print(format_table(table, columns))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,980 @@
+r"""Numba-CUDA kernels of the FibQuant GPU codec (private; use :mod:`fibquant_theory.gpu.codec`).
+
+Every kernel is built by a factory for one configuration (dimension, block
+size, codebook size, header and output formats, rotation, search, precision):
+the configuration is baked in as compile-time constants, so loops over a
+vector's coordinates unroll and per-lane arrays stay in registers. Factories
+are cached.
+
+Work layout (decode and encode)
+-------------------------------
+A vector of dimension ``d`` is handled by ``L`` consecutive lanes of a warp
+(``L`` a power of two, at most 32), each holding ``V = d / L`` consecutive
+coordinates in registers, so a warp handles ``G = 32 / L`` vectors at a time.
+The randomized Hadamard rotation is applied with in-register butterflies for
+the strides ``< V`` and warp shuffles (``shfl.xor``) for the others; the dense
+rotation goes through a per-warp shared-memory staging row. The codebook
+lives in shared memory.
+
+The packed layout is the CPU one, bit for bit (:mod:`fibquant_theory.packing`,
+``"fixed"`` mode): record ``i`` is ``[header | m indices of w bits]`` starting
+at bit ``i * R``, LSB first. The encoder lets each warp own a chunk of ``T``
+vectors whose ``T R`` bits are a whole number of 32-bit words, assembles those
+words in shared memory and writes them once, so no two warps touch a word.
+
+Simulator
+---------
+The CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) has no warp shuffles, warp
+barriers or libdevice bit casts; the helpers below fall back to a shared
+scratch array with block barriers and to NumPy views there. All loops that
+contain an exchange or a barrier have block-uniform trip counts, which is what
+both the simulator's block barrier and ``shfl.sync`` with a full mask require.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from numba import float32, float64, int32, int64, types, uint8, uint16, uint32
+
+from ._compat import SIMULATOR, cuda
+
+__all__ = [
+    "THREADS",
+    "COMPILED",
+    "attention_kernel",
+    "kernel_resources",
+    "decode_kernel",
+    "encode_kernel",
+    "lane_layout",
+    "record_granularity",
+]
+
+#: Threads per block of every kernel (8 warps).
+THREADS = 256
+_WARPS = THREADS // 32
+_FULL = 0xFFFFFFFF
+
+# header kinds / output kinds
+HDR_F16, HDR_BF16, HDR_F32 = 0, 1, 2
+OUT_F16, OUT_BF16, OUT_F32 = 0, 1, 2
+ROT_HADAMARD, ROT_DENSE = 0, 1
+
+# ----------------------------------------------------------------------------- helpers
+if SIMULATOR:
+
+    @cuda.jit(device=True)
+    def _xor(scratch, tid, v, mask):  # pragma: no cover - exercised through the kernels
+        """Value of ``v`` held by lane ``lane ^ mask`` (simulator: via shared memory)."""
+        cuda.syncthreads()
+        scratch[tid] = v
+        cuda.syncthreads()
+        return scratch[tid ^ mask]
+
+    @cuda.jit(device=True)
+    def _bcast(scratch, tid, v, src_lane):  # pragma: no cover
+        """Value of ``v`` held by lane ``src_lane`` of this warp."""
+        cuda.syncthreads()
+        scratch[tid] = v
+        cuda.syncthreads()
+        return scratch[(tid // 32) * 32 + src_lane]
+
+    @cuda.jit(device=True)
+    def _wsync():  # pragma: no cover
+        cuda.syncthreads()
+
+    @cuda.jit(device=True)
+    def _f32_bits(x):  # pragma: no cover
+        return int64(np.float32(x).view(np.uint32))
+
+    @cuda.jit(device=True)
+    def _bits_f32(b):  # pragma: no cover
+        return np.uint32(b & 0xFFFFFFFF).view(np.float32)
+
+    @cuda.jit(device=True)
+    def _f64_bits(x):  # pragma: no cover
+        return int64(np.float64(x).view(np.int64))
+
+    @cuda.jit(device=True)
+    def _to_f16(x):  # pragma: no cover
+        return np.float16(x)
+
+else:
+
+    @cuda.jit(device=True, inline=True)
+    def _xor(scratch, tid, v, mask):  # pragma: no cover - compiled
+        return cuda.shfl_xor_sync(_FULL, v, mask)
+
+    @cuda.jit(device=True, inline=True)
+    def _bcast(scratch, tid, v, src_lane):  # pragma: no cover - compiled
+        return cuda.shfl_sync(_FULL, v, src_lane)
+
+    @cuda.jit(device=True, inline=True)
+    def _wsync():  # pragma: no cover - compiled
+        cuda.syncwarp(_FULL)
+
+    @cuda.jit(device=True, inline=True)
+    def _f32_bits(x):  # pragma: no cover - compiled
+        return int64(cuda.libdevice.float_as_int(x)) & 0xFFFFFFFF
+
+    @cuda.jit(device=True, inline=True)
+    def _bits_f32(b):  # pragma: no cover - compiled
+        return cuda.libdevice.int_as_float(int32(b if b < 0x80000000 else b - 0x100000000))
+
+    @cuda.jit(device=True, inline=True)
+    def _f64_bits(x):  # pragma: no cover - compiled
+        return cuda.libdevice.double_as_longlong(x)
+
+    @cuda.jit(device=True, inline=True)
+    def _to_f16(x):  # pragma: no cover - compiled
+        return types.float16(x)
+
+
+@cuda.jit(device=True, inline=True)
+def _read_bits(buf, pos, nbits):  # pragma: no cover - compiled
+    """Unsigned value of ``nbits <= 32`` bits of the byte stream ``buf`` from bit ``pos`` (LSB first)."""
+    value = int64(0)
+    shift = 0
+    while nbits > 0:
+        byte = pos >> 3
+        off = pos & 7
+        take = min(8 - off, nbits)
+        value |= ((int64(buf[byte]) >> off) & ((1 << take) - 1)) << shift
+        shift += take
+        pos += take
+        nbits -= take
+    return value
+
+
+@cuda.jit(device=True, inline=True)
+def _header_value(bits, hkind):  # pragma: no cover - compiled
+    """Norm from header bits; negative when the header is not a finite number >= 0 (corrupt)."""
+    if hkind == HDR_F16:
+        e = (bits >> 10) & 0x1F
+        mant = bits & 0x3FF
+        if bits >> 15 or e == 0x1F:
+            return float32(-1.0)
+        if e == 0:
+            return float32(mant) * float32(5.9604644775390625e-08)  # mant * 2**-24, exact
+        return float32(1024 + mant) * _bits_f32((e - 25 + 127) << 23)  # exact: 2**(e-25) is normal
+    if hkind == HDR_BF16:
+        bits = bits << 16
+    if (bits >> 31) or ((bits >> 23) & 0xFF) == 0xFF:
+        return float32(-1.0)
+    return _bits_f32(bits)
+
+
+@cuda.jit(device=True, inline=True)
+def _f16_bits_rne(v):  # pragma: no cover - compiled
+    """Bit pattern of ``float16(v)`` (round to nearest even) for a float64 ``v >= 0``; 0x7C00 on overflow."""
+    b = _f64_bits(v)
+    e = ((b >> 52) & 0x7FF) - 1023
+    mant = b & 0xFFFFFFFFFFFFF
+    if v == 0.0:
+        return int64(0)
+    if e >= -14:
+        if e > 15:
+            return int64(0x7C00)
+        q = ((e + 15) << 10) | (mant >> 42)
+        rem = mant & ((int64(1) << 42) - 1)
+        half = int64(1) << 41
+        if rem > half or (rem == half and (q & 1)):
+            q += 1
+        return min(q, int64(0x7C00))
+    shift = 28 - e  # value / 2**-24 = sig * 2**-(shift)
+    if shift >= 62:
+        return int64(0)
+    sig = mant | (int64(1) << 52)
+    q = sig >> shift
+    rem = sig & ((int64(1) << shift) - 1)
+    half = int64(1) << (shift - 1)
+    if rem > half or (rem == half and (q & 1)):
+        q += 1
+    return q
+
+
+@cuda.jit(device=True, inline=True)
+def _header_bits(v, hkind):  # pragma: no cover - compiled
+    """Header bit pattern of a norm ``v >= 0`` (float64), as :func:`fibquant_theory.codec.encode_norms`."""
+    if hkind == HDR_F16:
+        return _f16_bits_rne(v)
+    u = _f32_bits(float32(v))
+    if hkind == HDR_BF16:
+        u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return u
+
+
+@cuda.jit(device=True, inline=True)
+def _bf16_bits(x):  # pragma: no cover - compiled
+    u = _f32_bits(float32(x))
+    return uint16((u + 0x7FFF + ((u >> 16) & 1)) >> 16)
+
+
+# ----------------------------------------------------------------------------- layout
+def lane_layout(d: int, per_lane: int = 8) -> tuple[int, int]:
+    """Lanes per vector ``L`` and coordinates per lane ``V = d / L`` for dimension ``d``.
+
+    ``L`` is the largest power of two dividing ``d`` that is at most
+    ``min(32, max(1, d // per_lane))``: about ``per_lane`` coordinates per lane.
+    """
+    cap = min(32, max(1, d // per_lane))
+    lanes = 1
+    while lanes * 2 <= cap and d % (lanes * 2) == 0:
+        lanes *= 2
+    return lanes, d // lanes
+
+
+def _grid(n_units: int, per_block: int) -> int:
+    return max(1, min(-(-n_units // per_block), 132 * 16))
+
+
+# ----------------------------------------------------------------------------- code generation
+@cuda.jit(device=True, inline=True)
+def _rd(buf, pos, nbits):  # pragma: no cover - compiled
+    """Unsigned field of ``nbits <= 32`` bits from bit ``pos`` of the byte stream ``buf`` (reads only its bytes)."""
+    byte = pos >> 3
+    off = pos & 7
+    v = int64(buf[byte])
+    if off + nbits > 8:
+        v |= int64(buf[byte + 1]) << 8
+    if off + nbits > 16:
+        v |= int64(buf[byte + 2]) << 16
+    if off + nbits > 24:
+        v |= int64(buf[byte + 3]) << 24
+    if off + nbits > 32:
+        v |= int64(buf[byte + 4]) << 32
+    return (v >> off) & ((int64(1) << nbits) - 1)
+
+
+_ST8_SRC = r"""
+extern "C" __device__ int fq_st8_%(name)s(int* ret, unsigned long long addr,
+    float a0, float a1, float a2, float a3, float a4, float a5, float a6, float a7) {
+  unsigned int r0, r1, r2, r3;
+  asm("cvt.rn.%(cvt)s.f32 %%0, %%1, %%2;" : "=r"(r0) : "f"(a1), "f"(a0));
+  asm("cvt.rn.%(cvt)s.f32 %%0, %%1, %%2;" : "=r"(r1) : "f"(a3), "f"(a2));
+  asm("cvt.rn.%(cvt)s.f32 %%0, %%1, %%2;" : "=r"(r2) : "f"(a5), "f"(a4));
+  asm("cvt.rn.%(cvt)s.f32 %%0, %%1, %%2;" : "=r"(r3) : "f"(a7), "f"(a6));
+  asm volatile("st.global.v4.b32 [%%0], {%%1, %%2, %%3, %%4};" :: "l"(addr), "r"(r0), "r"(r1), "r"(r2), "r"(r3) : "memory");
+  *ret = 0;
+  return 0;
+}
+"""
+_ST8_F32_SRC = r"""
+extern "C" __device__ int fq_st8_f32(int* ret, unsigned long long addr,
+    float a0, float a1, float a2, float a3, float a4, float a5, float a6, float a7) {
+  asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" :: "l"(addr), "f"(a0), "f"(a1), "f"(a2), "f"(a3) : "memory");
+  asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" :: "l"(addr + 16), "f"(a4), "f"(a5), "f"(a6), "f"(a7) : "memory");
+  *ret = 0;
+  return 0;
+}
+"""
+
+
+@lru_cache(maxsize=None)
+def _vector_stores() -> tuple[object, object, object] | None:
+    """Foreign 16-byte store helpers (8 values per call), or None where unavailable (simulator, no NVRTC)."""
+    if SIMULATOR:
+        return None
+    try:
+        sig = "int32(uint64, float32, float32, float32, float32, float32, float32, float32, float32)"
+        f16 = cuda.declare_device("fq_st8_f16", sig, link=cuda.CUSource(_ST8_SRC % {"name": "f16", "cvt": "f16x2"}))
+        bf16 = cuda.declare_device("fq_st8_bf16", sig, link=cuda.CUSource(_ST8_SRC % {"name": "bf16", "cvt": "bf16x2"}))
+        f32 = cuda.declare_device("fq_st8_f32", sig, link=cuda.CUSource(_ST8_F32_SRC))
+    except Exception:  # pragma: no cover - depends on the installation
+        return None
+    return f16, bf16, f32
+
+
+#: Compiled kernels by a description of their configuration (see :func:`kernel_resources`).
+COMPILED: dict[str, object] = {}
+
+
+def _compile(src: str, name: str, namespace: dict, sig: tuple | None, label: str = "", max_registers: int | None = None):
+    """Exec generated kernel source and compile it (eagerly with ``sig`` on a GPU)."""
+    ns = dict(namespace)
+    exec(compile(src, f"<fibquant-gpu {name}>", "exec"), ns)  # noqa: S102 - our own generated code
+    fn = ns[name]
+    fm = {"nsz", "arcp", "contract", "afn", "reassoc"}
+    opts = {} if max_registers is None else {"max_registers": max_registers}
+    kern = cuda.jit(fn) if SIMULATOR else cuda.jit(sig, fastmath=fm, **opts)(fn)
+    COMPILED[label or name] = kern
+    return kern
+
+
+def kernel_resources() -> list[dict[str, object]]:
+    """Registers, local (spill) memory and static shared memory per thread/block of every compiled kernel."""
+    rows = []
+    for label, kern in COMPILED.items():
+        if SIMULATOR:
+            continue
+        row: dict[str, object] = {"kernel": label}
+        for key, getter in (("regs", "get_regs_per_thread"), ("local B", "get_local_mem_per_thread"), ("shared B", "get_shared_mem_per_block")):
+            try:
+                row[key] = int(getattr(kern, getter)())
+            except Exception:  # pragma: no cover - older numba-cuda
+                row[key] = None
+        rows.append(row)
+    return rows
+
+
+def _namespace() -> dict:
+    return {
+        "cuda": cuda, "math": math, "np": np, "float32": float32, "float64": float64, "int64": int64, "uint64": types.uint64,
+        "uint16": uint16, "_xor": _xor, "_rd": _rd, "_header_value": _header_value, "_to_f16": _to_f16,
+        "_bf16_bits": _bf16_bits, "THREADS": THREADS,
+    }
+
+
+# ----------------------------------------------------------------------------- decode
+@lru_cache(maxsize=None)
+def decode_kernel(
+    d: int, k: int, n_codewords: int, hkind: int, okind: int, rot: int, vector_store: bool = True, per_lane: int = 32
+):
+    """Decode kernel ``(payload u8[::1], n, codebook f32[::1], signs f32[::1], table f32[:, :, ::1], out, out_addr, err)``.
+
+    ``codebook`` is ``points.ravel()`` (``N k``); ``signs`` the Hadamard signs
+    times ``1/sqrt(d)`` (Hadamard only); ``table`` (dense only) the rotated
+    codebook ``P[b, n] = c_n @ M[b k:(b+1) k]`` of shape ``(m, N, d)``, so
+    ``x = nu sum_b P[b, i_b]``. ``out`` is ``(n, d)`` float16 / uint16
+    (bfloat16 bits) / float32 and ``out_addr`` its device address (16-byte
+    stores when possible). ``err[0]`` receives (atomic min) the first record
+    with an index ``>= N`` or a corrupt norm header; it must hold ``n`` on entry.
+    The body is generated with every per-lane loop unrolled into scalars.
+    Returns ``(kernel, grid_fn)``.
+    """
+    m = d // k
+    w = (n_codewords - 1).bit_length()
+    hbits = 32 if hkind == HDR_F32 else 16
+    rbits = hbits + m * w
+    lanes, vper = lane_layout(d, per_lane)
+    per_warp = 32 // lanes
+    per_block = per_warp * _WARPS
+    nk = n_codewords * k
+    kp = k + 1 if k > 1 else 1  # padded row: random rows spread over the banks
+    hadamard = rot == ROT_HADAMARD
+    esize = 4 if okind == OUT_F32 else 2
+    stores = _vector_stores() if vector_store else None
+    vec_store = stores is not None and vper % 8 == 0 and (d * esize) % 16 == 0
+    sign_mask = hadamard and vper <= 32
+    Z = [f"z{t}" for t in range(vper)]
+    src = []
+    a = src.append
+    a("def kern(payload, n, codebook, signs, table, out, out_addr, err):")
+    a("    tid = cuda.threadIdx.x")
+    a(f"    lane = tid % 32")
+    a(f"    grp = lane // {lanes}")
+    a(f"    sub = lane % {lanes}")
+    a(f"    j0 = sub * {vper}")
+    a(f"    row = (tid // 32) * {per_warp} + grp")
+    a(f"    cb = cuda.shared.array({n_codewords * kp}, float32)")
+    a(f"    scratch = cuda.shared.array({THREADS if SIMULATOR else 1}, float64)")
+    a(f"    for i in range(tid, {nk}, THREADS):")
+    a(f"        cb[(i // {k}) * {kp} + i % {k}] = codebook[i]")
+    if sign_mask:  # bit t set: coordinate j0 + t has a negative sign
+        a("    smask = int64(0)")
+        a("    pscale = float32(0.0)")
+        a(f"    for t in range({vper}):")
+        a("        sv = signs[j0 + t]")
+        a("        pscale = abs(sv)")
+        a("        if sv < 0:")
+        a("            smask |= int64(1) << t")
+        a("    nscale = -pscale")
+    elif hadamard:
+        for t in range(vper):
+            a(f"    sg{t} = signs[j0 + {t}]")
+    a("    cuda.syncthreads()")
+    a(f"    base = int64(cuda.blockIdx.x) * {per_block}")
+    a(f"    stride = int64(cuda.gridDim.x) * {per_block}")
+    a("    while base < n:")
+    a("        vec = base + row")
+    for z in Z:
+        a(f"        {z} = float32(0.0)")
+    a("        if vec < n:")
+    a(f"            pos = vec * {rbits}")
+    a(f"            norm = _header_value(_rd(payload, pos, {hbits}), {hkind})")
+    a("            if norm < 0:")
+    a("                cuda.atomic.min(err, 0, vec)")
+    a("                norm = float32(0.0)")
+    if hadamard:
+        if k % vper == 0:  # the lane lies inside one block
+            a(f"            ix = _rd(payload, pos + {hbits} + (j0 // {k}) * {w}, {w})")
+            a(f"            if ix >= {n_codewords}:")
+            a("                cuda.atomic.min(err, 0, vec)")
+            a("                ix = 0")
+            a(f"            cbase = ix * {kp} + j0 % {k}")
+            for t in range(vper):
+                a(f"            z{t} = norm * cb[cbase + {t}]")
+        else:  # vper % k == 0: the lane holds whole blocks
+            for u in range(vper // k):
+                a(f"            ix = _rd(payload, pos + {hbits} + (j0 // {k} + {u}) * {w}, {w})")
+                a(f"            if ix >= {n_codewords}:")
+                a("                cuda.atomic.min(err, 0, vec)")
+                a("                ix = 0")
+                for t in range(k):
+                    a(f"            z{u * k + t} = norm * cb[ix * {kp} + {t}]")
+        # in-register butterflies
+        h = 1
+        while h < vper:
+            for s in range(0, vper, 2 * h):
+                for jj in range(s, s + h):
+                    a(f"        z{jj}, z{jj + h} = z{jj} + z{jj + h}, z{jj} - z{jj + h}")
+            h *= 2
+        msk = 1
+        while msk < lanes:
+            a(f"        hi = (sub & {msk}) != 0")
+            for t in range(vper):
+                a(f"        p = _xor(scratch, tid, z{t}, {msk})")
+                a(f"        z{t} = (p - z{t}) if hi else (z{t} + p)")
+            msk *= 2
+        for t in range(vper):
+            if sign_mask:
+                a(f"        z{t} = z{t} * (nscale if (smask >> {t}) & 1 else pscale)")
+            else:
+                a(f"        z{t} = z{t} * sg{t}")
+    else:
+        a(f"            for b in range({m}):")
+        a(f"                ix = _rd(payload, pos + {hbits} + b * {w}, {w})")
+        a(f"                if ix >= {n_codewords}:")
+        a("                    cuda.atomic.min(err, 0, vec)")
+        a("                    ix = 0")
+        for t in range(vper):
+            a(f"                z{t} += table[b, ix, j0 + {t}]")
+        for t in range(vper):
+            a(f"            z{t} = z{t} * norm")
+    a("        if vec < n:")
+    if vec_store:
+        name = {OUT_F16: "_st_f16", OUT_BF16: "_st_bf16", OUT_F32: "_st_f32"}[okind]
+        for g8 in range(0, vper, 8):
+            a(f"            {name}(uint64(out_addr + (vec * {d} + j0 + {g8}) * {esize}), {', '.join(Z[g8:g8 + 8])})")
+    else:
+        for t in range(vper):
+            conv = {OUT_F16: f"_to_f16(z{t})", OUT_BF16: f"_bf16_bits(z{t})", OUT_F32: f"z{t}"}[okind]
+            a(f"            out[vec, j0 + {t}] = {conv}")
+    a("        base += stride")
+    ns = _namespace()
+    if stores is not None:
+        ns.update({"_st_f16": stores[0], "_st_bf16": stores[1], "_st_f32": stores[2]})
+    out_t = {OUT_F16: types.float16, OUT_BF16: uint16, OUT_F32: float32}[okind]
+    sig = (uint8[::1], int64, float32[::1], float32[::1], float32[:, :, ::1], out_t[:, ::1], int64, int64[::1])
+    kern = _compile("\n".join(src), "kern", ns, sig, f"decode d={d} k={k} N={n_codewords} h={hkind} o={okind} rot={rot} vst={vec_store}")
+    return kern, (lambda n: _grid(n, per_block))
+
+
+# ----------------------------------------------------------------------------- encode
+@lru_cache(maxsize=None)
+def encode_kernel(
+    d: int, k: int, n_codewords: int, hkind: int, rot: int, two_stage: bool, n_shells: int, probes: int, fp64: bool, in_f16: bool
+):
+    """Encode kernel ``(x, n, cb, cbn2, order, offsets, radii, signs, mat, words u32[::1], err i64[::1])``.
+
+    ``x`` is ``(n, d)`` float16 or float32; ``cb`` ``(N k,)`` and ``cbn2``
+    ``(N,)`` in the search precision (for the two-stage search: sorted by
+    shell, with ``order (N,)``, ``offsets (S+1,)`` and ``radii (S,)``);
+    ``signs`` the Hadamard signs, ``mat`` ``M^T`` (dense forward ``z = u @ M^T``).
+    ``words`` (``ceil(n R / 32)`` uint32) receives the packed records; every
+    word is written. ``err[0]`` receives (atomic min) the first row with a
+    non-finite value, ``err[1]`` the first row whose norm overflows the header.
+    Returns ``(kernel, grid_fn)``.
+    """
+    ft = float64 if fp64 else float32
+    npft = np.float64 if fp64 else np.float32
+    m = d // k
+    w = (n_codewords - 1).bit_length()
+    hbits = 32 if hkind == HDR_F32 else 16
+    rbits = hbits + m * w
+    lanes, vper = lane_layout(d)
+    per_warp = 32 // lanes
+    chunk_c = 32 // math.gcd(rbits, 32)  # vectors whose records fill whole words
+    tvec = max(chunk_c, per_warp)  # both powers of two: lcm == max
+    n_iter = tvec // per_warp
+    wpc = tvec * rbits // 32  # words per chunk
+    items = per_warp * m
+    if items >= 32:
+        split = 1
+    else:
+        split = 1
+        while split * 2 * items <= 32:
+            split *= 2
+    reps = -(-items // 32) if split == 1 else 1
+    ncw = n_codewords
+    nk = n_codewords * k
+    hadamard = rot == ROT_HADAMARD
+    scale = npft(1.0 / np.sqrt(d))
+    big = npft(np.inf)
+    zero = npft(0.0)
+    two = npft(2.0)
+    n_sh = max(1, n_shells)
+    scratch_n = THREADS if SIMULATOR else 1
+    x_t = types.float16 if in_f16 else float32
+    sig = (
+        x_t[:, ::1], int64, ft[::1], ft[::1], int64[::1], int64[::1], ft[::1], ft[::1], ft[:, ::1], uint32[::1], int64[::1]
+    )
+
+    def body(x, n, codebook, cbn2, order, offsets, radii, signs, mat, words, err):  # pragma: no cover - compiled
+        tid = cuda.threadIdx.x
+        warp = tid // 32
+        lane = tid % 32
+        grp = lane // lanes
+        sub = lane % lanes
+        j0 = sub * vper
+        cb = cuda.shared.array(nk, ft)
+        n2 = cuda.shared.array(ncw, ft)
+        zb = cuda.shared.array((_WARPS, per_warp, d), ft)
+        wb = cuda.shared.array((_WARPS, wpc), uint32)
+        scratch = cuda.shared.array(scratch_n, float64)
+        for i in range(tid, nk, THREADS):
+            cb[i] = codebook[i]
+        for i in range(tid, ncw, THREADS):
+            n2[i] = cbn2[i]
+        z = cuda.local.array(vper, ft)
+        xs = cuda.local.array(vper, float64)
+        yb = cuda.local.array(k, ft)
+        cuda.syncthreads()
+        n_words = (n * rbits + 31) // 32
+        n_chunks = (n + tvec - 1) // tvec
+        cbase = int64(cuda.blockIdx.x) * _WARPS
+        cstride = int64(cuda.gridDim.x) * _WARPS
+        while cbase < n_chunks:  # block-uniform
+            chunk = cbase + warp
+            v0 = chunk * tvec
+            for i in range(lane, wpc, 32):
+                wb[warp, i] = uint32(0)
+            _wsync()
+            for it in range(n_iter):
+                vloc = it * per_warp + grp  # vector within the chunk
+                vec = v0 + vloc
+                active = vec < n
+                ss = 0.0
+                for t in range(vper):
+                    xs[t] = float64(x[vec, j0 + t]) if active else 0.0
+                    ss += xs[t] * xs[t]
+                msk = 1
+                while msk < lanes:
+                    ss += _xor(scratch, tid, ss, msk)
+                    msk *= 2
+                if active and not (ss < np.inf):  # NaN or Inf somewhere in the row
+                    cuda.atomic.min(err, 0, vec)
+                    ss = 0.0
+                    for t in range(vper):
+                        xs[t] = 0.0
+                norm = math.sqrt(ss)
+                if active and sub == 0:
+                    hb = _header_bits(norm, hkind)
+                    if (hkind == HDR_F16 and hb >= 0x7C00) or (hkind == HDR_BF16 and hb >= 0x7F80):
+                        cuda.atomic.min(err, 1, vec)
+                    pos = vloc * rbits
+                    cuda.atomic.or_(wb, (warp, pos >> 5), uint32((hb << (pos & 31)) & 0xFFFFFFFF))
+                    if (pos & 31) + hbits > 32:
+                        cuda.atomic.or_(wb, (warp, (pos >> 5) + 1), uint32(hb >> (32 - (pos & 31))))
+                if hadamard:
+                    for t in range(vper):
+                        z[t] = ft((xs[t] / norm) if norm > 0.0 else xs[t]) * signs[j0 + t]
+                    h = 1
+                    while h < vper:
+                        for s in range(0, vper, 2 * h):
+                            for jj in range(s, s + h):
+                                a = z[jj]
+                                b = z[jj + h]
+                                z[jj] = a + b
+                                z[jj + h] = a - b
+                        h *= 2
+                    msk = 1
+                    while msk < lanes:
+                        for t in range(vper):
+                            p = _xor(scratch, tid, z[t], msk)
+                            z[t] = p - z[t] if (sub & msk) else z[t] + p
+                        msk *= 2
+                    for t in range(vper):
+                        zb[warp, grp, j0 + t] = z[t] * scale
+                    _wsync()
+                else:
+                    for t in range(vper):
+                        zb[warp, grp, j0 + t] = ft((xs[t] / norm) if norm > 0.0 else xs[t])
+                    _wsync()
+                    for t in range(vper):
+                        acc = zero
+                        for l in range(d):
+                            acc += zb[warp, grp, l] * mat[l, j0 + t]
+                        z[t] = acc
+                    _wsync()
+                    for t in range(vper):
+                        zb[warp, grp, j0 + t] = z[t]
+                    _wsync()
+                # ---- nearest codeword of every (vector, block) item of this warp iteration
+                for r in range(reps):
+                    item = (lane // split) + r * (32 // split)
+                    s_id = lane % split
+                    ok = item < items
+                    it_v = item // m if ok else 0
+                    it_b = item % m if ok else 0
+                    for t in range(k):
+                        yb[t] = zb[warp, it_v, it_b * k + t]
+                    best = big
+                    best_i = int64(ncw)
+                    if two_stage:
+                        rho2 = zero
+                        for t in range(k):
+                            rho2 += yb[t] * yb[t]
+                        rho = math.sqrt(rho2)
+                        chosen = int64(0)
+                        for _ in range(probes):
+                            s_best = 0
+                            gap_best = big
+                            for s in range(n_sh):
+                                gap = abs(rho - radii[s])
+                                if not ((chosen >> s) & 1) and gap < gap_best:
+                                    gap_best = gap
+                                    s_best = s
+                            chosen |= int64(1) << s_best
+                            for p in range(offsets[s_best] + s_id, offsets[s_best + 1], split):
+                                dot = zero
+                                for t in range(k):
+                                    dot += yb[t] * cb[p * k + t]
+                                score = n2[p] - two * dot
+                                o = order[p]
+                                if score < best or (score == best and o < best_i):
+                                    best = score
+                                    best_i = o
+                    else:
+                        for p in range(s_id, ncw, split):
+                            dot = zero
+                            for t in range(k):
+                                dot += yb[t] * cb[p * k + t]
+                            score = n2[p] - two * dot
+                            if score < best:
+                                best = score
+                                best_i = p
+                    msk = 1
+                    while msk < split:  # lexicographic (score, index) minimum over the split lanes
+                        ob = _xor(scratch, tid, best, msk)
+                        oi = int64(_xor(scratch, tid, best_i, msk))
+                        if ob < best or (ob == best and oi < best_i):
+                            best = ob
+                            best_i = oi
+                        msk *= 2
+                    if ok and s_id == 0 and v0 + it * per_warp + it_v < n:
+                        pos = (it * per_warp + it_v) * rbits + hbits + it_b * w
+                        val = best_i if best_i < ncw else 0
+                        cuda.atomic.or_(wb, (warp, pos >> 5), uint32((val << (pos & 31)) & 0xFFFFFFFF))
+                        if (pos & 31) + w > 32:
+                            cuda.atomic.or_(wb, (warp, (pos >> 5) + 1), uint32(val >> (32 - (pos & 31))))
+                _wsync()
+            w0 = chunk * wpc
+            for i in range(lane, wpc, 32):
+                if w0 + i < n_words:
+                    words[w0 + i] = wb[warp, i]
+            _wsync()
+            cbase += cstride
+
+    kern = cuda.jit(body) if SIMULATOR else cuda.jit(sig, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})(body)
+    COMPILED[f"encode d={d} k={k} N={n_codewords} rot={rot} two_stage={two_stage} fp64={fp64} f16={in_f16}"] = kern
+    return kern, (lambda n: _grid(-(-n // tvec), _WARPS))
+
+
+# ----------------------------------------------------------------------------- decode-attention
+def record_granularity(rbits: int) -> int:
+    """Bytes per load (1, 2 or 4) when reading whole records of ``rbits`` bits: every record start is aligned to it."""
+    for g in (4, 2):
+        if rbits % (8 * g) == 0:
+            return g
+    return 1
+
+
+def _record_loader(prefix: str, buf: str, rec: str, rbits: int, indent: str, upto: int = 0) -> tuple[list[str], int]:
+    """Source lines loading record ``rec`` of ``buf`` into 32-bit words ``{prefix}s0..`` (shifted to bit 0).
+
+    Only the elements holding the first ``upto`` bits of the record are read (all when ``upto == 0``).
+    """
+    g = record_granularity(rbits)
+    need = upto or rbits
+    lines = [f"{indent}{prefix}pos = ({rec}) * {rbits}"]
+    if g == 1:
+        n_el = (need + 7 + 7) // 8 if rbits % 8 else (need + 7) // 8
+        lines.append(f"{indent}{prefix}e0 = {prefix}pos >> 3")
+        lines.append(f"{indent}{prefix}off = {prefix}pos & 7" if rbits % 8 else f"{indent}{prefix}off = 0")
+    else:
+        n_el = -(-need // (8 * g))
+        lines.append(f"{indent}{prefix}e0 = ({prefix}pos >> 3) // {g}")
+    for i in range(n_el):
+        lines.append(f"{indent}{prefix}b{i} = int64({buf}[{prefix}e0 + {i}]) if {prefix}e0 + {i} < {buf}.shape[0] else int64(0)")
+    per_word = 4 // g
+    n_words = -(-n_el // per_word)
+    for j in range(n_words):
+        parts = [f"({prefix}b{j * per_word + u} << {8 * g * u})" for u in range(per_word) if j * per_word + u < n_el]
+        lines.append(f"{indent}{prefix}w{j} = {' | '.join(parts)}")
+    lines.append(f"{indent}{prefix}w{n_words} = int64(0)")
+    if g == 1 and rbits % 8:
+        for j in range(n_words):
+            lines.append(
+                f"{indent}{prefix}s{j} = (({prefix}w{j} >> {prefix}off) | ({prefix}w{j + 1} << (32 - {prefix}off))) & 0xFFFFFFFF"
+            )
+    else:
+        for j in range(n_words):
+            lines.append(f"{indent}{prefix}s{j} = {prefix}w{j}")
+    lines.append(f"{indent}{prefix}s{n_words} = int64(0)")
+    return lines, n_words
+
+
+def _field(prefix: str, p: int, width: int) -> str:
+    j, o = divmod(p, 32)
+    mask = (1 << width) - 1
+    if o + width <= 32:
+        return f"(({prefix}s{j} >> {o}) & {mask})"
+    return f"((({prefix}s{j} >> {o}) | ({prefix}s{j + 1} << {32 - o})) & {mask})"
+
+
+@lru_cache(maxsize=None)
+def attention_kernel(d: int, k: int, n_codewords: int, hkind: int, rot: int, okind: int, unroll: int = 4, max_registers: int = 64):
+    """Split-context decode-attention from codes, one launch.
+
+    Signature ``(q f32[:, ::1] (BH, d), kpay, vpay, T, per_split, scale, codebook f32[::1], signs f32[::1],
+    mat f32[:, ::1], pmax f32[:, ::1], psum f32[:, ::1], pacc f32[:, :, ::1], counter i32[::1], out (BH, d),
+    err i64[::1])``; grid ``(n_splits, BH)``; ``kpay``/``vpay`` are the payloads viewed as
+    ``uint{8 g}`` with ``g = record_granularity(R)``; ``signs`` holds the
+    Hadamard signs and ``1/sqrt(d)`` last; ``mat`` is ``M^T`` (dense).
+
+    Block ``(s, h)`` rotates query ``h`` (``Pi q``), builds the lookup tables
+    ``LUT[b, n] = scale <(Pi q)_b, c_n>`` in shared memory, scores its tokens
+    ``s_i = nu_i sum_b LUT[b, i_b]`` without dequantising K (``unroll``
+    records in flight per thread), and accumulates the softmax weights of V per
+    (block, codeword): ``W[b, n] += p_i nu'_i`` for ``n = i'_b``, so that
+    ``sum_i p_i Pi v_i = (sum_n W[b, n] c_n)_b``. The last block of a head
+    (atomic ticket) merges the splits and applies the inverse rotation once,
+    so V is never materialised either.
+    """
+    m = d // k
+    w = (n_codewords - 1).bit_length()
+    hbits = 32 if hkind == HDR_F32 else 16
+    rbits = hbits + m * w
+    ncw = n_codewords
+    nk = n_codewords * k
+    mn = m * n_codewords
+    pad = ncw + 1
+    hadamard = rot == ROT_HADAMARD
+    check_ix = ncw != (1 << w)
+    chunk = THREADS * unroll
+    g = record_granularity(rbits)
+    a_lines: list[str] = []
+    a = a_lines.append
+    a("def kern(q, kpay, vpay, T, per_split, scale, codebook, signs, mat, pmax, psum, pacc, counter, out, err):")
+    a("    tid = cuda.threadIdx.x")
+    a("    lane = tid % 32")
+    a("    warp = tid // 32")
+    a("    split = cuda.blockIdx.x")
+    a("    h = cuda.blockIdx.y")
+    a("    n_split = cuda.gridDim.x")
+    a(f"    cbt = cuda.shared.array(({k}, {pad}), float32)")
+    a(f"    lut = cuda.shared.array({m * pad}, float32)")
+    a(f"    wi = cuda.shared.array(({m}, {pad}), int32)")
+    a(f"    qa = cuda.shared.array({d}, float32)")
+    a(f"    qb = cuda.shared.array({d}, float32)")
+    a(f"    red = cuda.shared.array({_WARPS}, float32)")
+    a(f"    red2 = cuda.shared.array({_WARPS}, float32)")
+    a("    flag = cuda.shared.array(1, int32)")
+    a(f"    scratch = cuda.shared.array({THREADS if SIMULATOR else 1}, float64)")
+    a("    ninf = float32(-np.inf)")
+    a(f"    for i in range(tid, {nk}, THREADS):")
+    a(f"        cbt[i % {k}, i // {k}] = codebook[i]")
+    a(f"    for i in range(tid, {m * pad}, THREADS):")
+    a(f"        wi[i // {pad}, i % {pad}] = int32(0)")
+    a(f"    for i in range(tid, {d}, THREADS):")
+    a(f"        qa[i] = q[h, i] * signs[i]" if hadamard else "        qa[i] = q[h, i]")
+    a("    cuda.syncthreads()")
+
+    def hadamard_smem(indent: str, final: str) -> None:
+        hh = 1
+        while hh < d:
+            a(f"{indent}for i in range(tid, {d // 2}, THREADS):")
+            a(f"{indent}    jj = (i // {hh}) * {2 * hh} + i % {hh}")
+            a(f"{indent}    x0 = qa[jj]")
+            a(f"{indent}    x1 = qa[jj + {hh}]")
+            a(f"{indent}    qb[jj] = x0 + x1")
+            a(f"{indent}    qb[jj + {hh}] = x0 - x1")
+            a(f"{indent}cuda.syncthreads()")
+            a(f"{indent}for i in range(tid, {d}, THREADS):")
+            a(f"{indent}    qa[i] = qb[i]")
+            a(f"{indent}cuda.syncthreads()")
+            hh *= 2
+        a(f"{indent}for i in range(tid, {d}, THREADS):")
+        a(f"{indent}    {final}")
+
+    if hadamard:
+        hadamard_smem("    ", f"qa[i] = qa[i] * signs[{d}]")
+    else:
+        a(f"    for i in range(tid, {d}, THREADS):")
+        a("        acc = float32(0.0)")
+        a(f"        for l in range({d}):")
+        a("            acc += qa[l] * mat[l, i]")
+        a("        qb[i] = acc")
+        a("    cuda.syncthreads()")
+        a(f"    for i in range(tid, {d}, THREADS):")
+        a("        qa[i] = qb[i]")
+    a("    cuda.syncthreads()")
+    a(f"    for e in range(tid, {mn}, THREADS):")
+    a(f"        b = e // {ncw}")
+    a(f"        c = e % {ncw}")
+    a("        acc = float32(0.0)")
+    a(f"        for t in range({k}):")
+    a(f"            acc += qa[b * {k} + t] * cbt[t, c]")
+    a(f"        lut[b * {pad} + c] = acc * scale")
+    a("    cuda.syncthreads()")
+    a("    t_lo = int64(split) * per_split")
+    a("    t_hi = min(t_lo + per_split, T)")
+    a("    rec0 = int64(h) * T")
+    a("    run_max = ninf")
+    a("    run_sum = float32(0.0)")
+    n_reg = -(-(m * pad) // THREADS)
+    for r in range(n_reg):
+        a(f"    wr{r} = float32(0.0)")
+    a("    lo = t_lo")
+    a("    while lo < t_hi:")
+    # ---- keys: scores of `unroll` tokens per thread, loads first
+    for u in range(unroll):
+        a(f"        i{u} = lo + tid + {u * THREADS}")
+        a(f"        ok{u} = i{u} < t_hi")
+        lines, _ = _record_loader(f"k{u}", "kpay", f"rec0 + (i{u} if ok{u} else t_lo)", rbits, "        ")
+        a_lines.extend(lines)
+        lines, _ = _record_loader(f"h{u}", "vpay", f"rec0 + (i{u} if ok{u} else t_lo)", rbits, "        ", hbits)
+        a_lines.extend(lines)
+    a("        cmax = ninf")
+    a("        vmax = float32(0.0)")
+    for u in range(unroll):
+        a(f"        nu = _header_value({_field(f'k{u}', 0, hbits)}, {hkind})")
+        a(f"        if ok{u} and nu < 0:")
+        a(f"            cuda.atomic.min(err, 0, rec0 + i{u})")
+        a("        nu = max(nu, float32(0.0))")
+        terms = []
+        for b in range(m):
+            a(f"        f{b} = {_field(f'k{u}', hbits + b * w, w)}")
+            if check_ix:
+                a(f"        if f{b} >= {ncw}:")
+                a(f"            if ok{u}:")
+                a(f"                cuda.atomic.min(err, 0, rec0 + i{u})")
+                a(f"            f{b} = 0")
+            terms.append(f"lut[{b * pad} + f{b}]")
+        a(f"        s{u} = nu * ({' + '.join(terms)}) if ok{u} else ninf")
+        a(f"        cmax = max(cmax, s{u})")
+        a(f"        if ok{u}:")
+        a(f"            vmax = max(vmax, _header_value({_field(f'h{u}', 0, hbits)}, {hkind}))")
+    # ---- block max
+    for msk in (1, 2, 4, 8, 16):
+        a(f"        cmax = max(cmax, _xor(scratch, tid, cmax, {msk}))")
+        a(f"        vmax = max(vmax, _xor(scratch, tid, vmax, {msk}))")
+    a("        if lane == 0:")
+    a("            red[warp] = cmax")
+    a("            red2[warp] = vmax")
+    a("        cuda.syncthreads()")
+    a("        new_max = run_max")
+    a("        vtop = float32(0.0)")
+    a(f"        for i in range({_WARPS}):")
+    a("            new_max = max(new_max, red[i])")
+    a("            vtop = max(vtop, red2[i])")
+    a("        fsc = math.exp(run_max - new_max) if run_max > ninf else float32(0.0)")
+    a("        run_sum *= fsc")
+    a("        run_max = new_max")
+    # fixed point: every weight p nu <= vtop, at most `chunk` of them per bin -> the sum stays below 2**30
+    a(f"        qs = float32({float(2 ** 30 / chunk)}) / vtop if vtop > 0 else float32(0.0)")
+    a("        cuda.syncthreads()")
+    # ---- values: loads first, then the weight atomics
+    for u in range(unroll):
+        lines, _ = _record_loader(f"v{u}", "vpay", f"rec0 + (i{u} if ok{u} else t_lo)", rbits, "        ")
+        a_lines.extend(lines)
+    for u in range(unroll):
+        a(f"        if ok{u}:")
+        a(f"            p = math.exp(s{u} - run_max)")
+        a("            run_sum += p")
+        a(f"            nu = _header_value({_field(f'v{u}', 0, hbits)}, {hkind})")
+        a("            if nu < 0:")
+        a(f"                cuda.atomic.min(err, 0, rec0 + i{u})")
+        a("                nu = float32(0.0)")
+        a("            pw = int32(p * nu * qs + float32(0.5))")
+        for b in range(m):
+            a(f"            f = {_field(f'v{u}', hbits + b * w, w)}")
+            if check_ix:
+                a(f"            if f >= {ncw}:")
+                a(f"                cuda.atomic.min(err, 0, rec0 + i{u})")
+                a("                f = 0")
+            a(f"            cuda.atomic.add(wi, ({b}, f), pw)")
+    a(f"        lo += {chunk}")
+    a("        cuda.syncthreads()")
+    # ---- flush the integer bins into the per-thread float weights (rescaled to the new maximum)
+    a("        inv = float32(1.0) / qs if qs > 0 else float32(0.0)")
+    for r in range(n_reg):
+        e = f"(tid + {r * THREADS})"
+        a(f"        if {e} < {m * pad}:")
+        a(f"            wr{r} = wr{r} * fsc + float32(wi[{e} // {pad}, {e} % {pad}]) * inv")
+        a(f"            wi[{e} // {pad}, {e} % {pad}] = int32(0)")
+    a("        cuda.syncthreads()")
+    for r in range(n_reg):
+        e = f"(tid + {r * THREADS})"
+        a(f"    if {e} < {m * pad}:")
+        a(f"        lut[{e}] = wr{r}")
+    a("    cuda.syncthreads()")
+    # ---- block sum of the softmax denominators
+    for msk in (1, 2, 4, 8, 16):
+        a(f"    run_sum += _xor(scratch, tid, run_sum, {msk})")
+    a("    if lane == 0:")
+    a("        red[warp] = run_sum")
+    a("    cuda.syncthreads()")
+    a(f"    for j in range(tid, {d}, THREADS):")
+    a(f"        b = j // {k}")
+    a(f"        t = j % {k}")
+    a("        acc = float32(0.0)")
+    a(f"        for c in range({ncw}):")
+    a(f"            acc += lut[b * {pad} + c] * cbt[t, c]")
+    a("        pacc[h, split, j] = acc")
+    a("    if tid == 0:")
+    a("        tot = float32(0.0)")
+    a(f"        for i in range({_WARPS}):")
+    a("            tot += red[i]")
+    a("        pmax[h, split] = run_max")
+    a("        psum[h, split] = tot")
+    a("    cuda.threadfence()")
+    a("    cuda.syncthreads()")
+    a("    if tid == 0:")
+    a("        ticket = cuda.atomic.add(counter, h, 1)")
+    a("        flag[0] = 1 if ticket == n_split - 1 else 0")
+    a("    cuda.syncthreads()")
+    a("    if flag[0] == 0:")
+    a("        return")
+    a("    cuda.threadfence()")
+    a("    gmax = ninf")
+    a("    for s in range(n_split):")
+    a("        gmax = max(gmax, pmax[h, s])")
+    a("    tot = float32(0.0)")
+    a("    for s in range(n_split):")
+    a("        if pmax[h, s] > ninf:")
+    a("            tot += psum[h, s] * math.exp(pmax[h, s] - gmax)")
+    a(f"    for j in range(tid, {d}, THREADS):")
+    a("        acc = float32(0.0)")
+    a("        for s in range(n_split):")
+    a("            if pmax[h, s] > ninf:")
+    a("                acc += pacc[h, s, j] * math.exp(pmax[h, s] - gmax)")
+    a("        qa[j] = acc / tot")
+    a("    cuda.syncthreads()")
+    if hadamard:
+        hadamard_smem("    ", f"qb[i] = qa[i] * signs[i] * signs[{d}]")
+    else:
+        a(f"    for i in range(tid, {d}, THREADS):")
+        a("        acc = float32(0.0)")
+        a(f"        for l in range({d}):")
+        a("            acc += qa[l] * mat[i, l]")
+        a("        qb[i] = acc")
+    a("    cuda.syncthreads()")
+    a(f"    for i in range(tid, {d}, THREADS):")
+    conv = {OUT_F16: "_to_f16(qb[i])", OUT_BF16: "_bf16_bits(qb[i])", OUT_F32: "qb[i]"}[okind]
+    a(f"        out[h, i] = {conv}")
+    a("    if tid == 0:")
+    a("        counter[h] = 0")
+    out_t = {OUT_F16: types.float16, OUT_BF16: uint16, OUT_F32: float32}[okind]
+    pay_t = {1: uint8, 2: uint16, 4: uint32}[g]
+    sig = (
+        float32[:, ::1], pay_t[::1], pay_t[::1], int64, int64, float32, float32[::1], float32[::1], float32[:, ::1],
+        float32[:, ::1], float32[:, ::1], float32[:, :, ::1], int32[::1], out_t[:, ::1], int64[::1],
+    )
+    ns = _namespace()
+    ns["int32"] = int32
+    label = f"attention d={d} k={k} N={n_codewords} h={hkind} rot={rot} o={okind} u={unroll} r={max_registers}"
+    return _compile("\n".join(a_lines), "kern", ns, sig, label, max_registers)

@@ -1,0 +1,304 @@
+"""Generate the documentation's figures and tables with the package's own commands.
+
+Run by the MkDocs hook (``docs/hooks/fibquant_docs.py``) before every build, or by hand::
+
+    .venv/bin/python scripts/docs_assets.py --out docs/generated
+
+Everything is written under ``--out`` (git-ignored ``docs/generated/`` by default):
+
+``figures/rd_scalar.png``, ``figures/rd_scalar.csv``
+    ``fibquant demo --samples N --scalar-only --out figures`` (the TurboQuant part of
+    the main job, on fewer samples).
+``figures/fig2_codebooks_k2.png``, ``figures/fig3_mse_vs_rate.png``
+    ``fibquant figures --quick --out figures``, only when that subcommand exists.
+``rd_scalar_table.md``
+    The demo's rate–distortion rows as a Markdown table.
+``encoder_table.md``
+    ``scripts/encoder_table.py --codewords 256 4096 --codebook initial``: distortion
+    penalty and speed-up of the fast encoders against the exhaustive search, measured
+    in the same run (when the script exists).
+``machine.md``
+    Machine, software versions, commit and date of the run (a Markdown list).
+``paper_figures.md``
+    The paper's figures as Markdown images, or a note that ``fibquant figures`` is
+    not part of this version. It is included in ``docs/tutorials/rate-distortion.md``
+    and its image paths are relative to that page (``../generated/figures/``).
+
+Nothing is hand-made: every number and image comes from the commands above.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["generate", "machine_info", "rd_markdown_table", "has_subcommand", "has_option", "main"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The paper's figures written by ``fibquant figures --quick``: file name -> caption.
+PAPER_FIGURES: dict[str, str] = {
+    "fig2_codebooks_k2.png": "FibQuant k = 2 codebooks and their Voronoi cells over the density f_{d,2}, "
+    "before (open) and after (solid) Lloyd–Max refinement (paper Figure 2, quick settings).",
+    "fig3_mse_vs_rate.png": "Held-out MSE per coordinate against the rate b = log2(N)/k: FibQuant for several "
+    "block sizes k against scalar TurboQuant and the Shannon bound (paper Figure 3, quick settings).",
+}
+
+
+def _fibquant(args: Sequence[str], timeout: float = 600.0) -> str:
+    """Run ``python -m fibquant_theory ARGS`` (the ``fibquant`` command) and return its stdout."""
+    cmd = [sys.executable, "-m", "fibquant_theory", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"`fibquant {' '.join(args)}` failed with status {proc.returncode}:\n{proc.stderr.strip()[-2000:]}"
+        )
+    return proc.stdout
+
+
+def has_subcommand(name: str) -> bool:
+    """Whether the installed ``fibquant`` command has the subcommand ``name``."""
+    from fibquant_theory.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._subparsers._group_actions:  # argparse keeps subcommands here
+        choices = getattr(action, "choices", None)
+        if isinstance(choices, dict) and name in choices:
+            return True
+    return False
+
+
+def has_option(subcommand: str, option: str) -> bool:
+    """Whether the ``fibquant`` subcommand ``subcommand`` accepts the option ``option`` (e.g. ``"--no-kv"``)."""
+    from fibquant_theory.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._subparsers._group_actions:
+        sub = getattr(action, "choices", {}).get(subcommand)
+        if sub is not None:
+            return any(option in a.option_strings for a in sub._actions)
+    return False
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str:
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    dirty = ""
+    if proc.returncode == 0:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        )
+        dirty = " (with uncommitted changes)" if status.stdout.strip() else ""
+    return proc.stdout.strip() + dirty if proc.returncode == 0 else "unknown"
+
+
+def machine_info() -> dict[str, str]:
+    """Machine, software versions, commit and UTC date of this run.
+
+    Returns
+    -------
+    dict of str to str
+        Keys ``date``, ``cpu``, ``cores``, ``os``, ``python``, ``numpy``, ``scipy``,
+        ``numba``, ``fibquant``, ``commit``.
+    """
+    import numba
+    import numpy
+    import scipy
+
+    import fibquant_theory
+
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_model(),
+        "cores": str(os.cpu_count()),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "numba": numba.__version__,
+        "fibquant": fibquant_theory.__version__,
+        "commit": _git_commit(),
+    }
+
+
+def _fmt(value: str, digits: int = 4) -> str:
+    x = float(value)
+    if x == 0:
+        return "0"
+    if 1e-3 <= abs(x) < 1e4:
+        return f"{x:.{digits}g}"
+    return f"{x:.{digits - 1}e}"
+
+
+def rd_markdown_table(csv_path: str | Path) -> str:
+    """The rows of ``rd_scalar.csv`` (written by ``fibquant demo``) as a Markdown table.
+
+    Parameters
+    ----------
+    csv_path : str or pathlib.Path
+        CSV with the keys of :func:`fibquant_theory.rd.rate_distortion`.
+
+    Returns
+    -------
+    str
+        A Markdown table: method, d, rate, MSE ± 2 standard errors, Shannon bound,
+        gap in dB, inner-product MSE, inner-product bias ± 2 standard errors.
+
+    Raises
+    ------
+    ValueError
+        If the file has no rows or lacks a column.
+    """
+    with Path(csv_path).open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"{csv_path}: no rows")
+    need = {"method", "d", "rate_bits", "mse", "mse_se", "shannon_bound", "gap_db", "ip_mse", "ip_bias", "ip_bias_se"}
+    missing = need - set(rows[0])
+    if missing:
+        raise ValueError(f"{csv_path}: missing columns {sorted(missing)}")
+    lines = [
+        "| method | d | b | E‖u − û‖² ± 2 s.e. | 2^(−2b) | gap dB | ⟨q,u⟩ MSE | ⟨q,u⟩ bias ± 2 s.e. |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        mse_2se = _fmt(str(2 * float(r["mse_se"])), 2)
+        bias_2se = _fmt(str(2 * float(r["ip_bias_se"])), 2)
+        lines.append(
+            f"| {r['method']} | {r['d']} | {float(r['rate_bits']):g} | {_fmt(r['mse'])} ± {mse_2se} "
+            f"| {_fmt(r['shannon_bound'])} | {float(r['gap_db']):.2f} | {_fmt(r['ip_mse'], 3)} "
+            f"| {_fmt(r['ip_bias'], 2)} ± {bias_2se} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _machine_markdown(info: dict[str, str], seconds: dict[str, float]) -> str:
+    timing = ", ".join(f"`{k}` {v:.1f} s" for k, v in seconds.items())
+    return (
+        f"- **date**: {info['date']}\n"
+        f"- **machine**: {info['cpu']}, {info['cores']} cores, {info['os']}\n"
+        f"- **software**: fibquant {info['fibquant']} (commit {info['commit']}), Python {info['python']}, "
+        f"NumPy {info['numpy']}, SciPy {info['scipy']}, Numba {info['numba']}\n"
+        f"- **wall time of the commands**: {timing}\n"
+    )
+
+
+def _paper_figures_markdown(out_figures: Path, available: bool, prefix: str = "../generated/figures/") -> str:
+    if not available:
+        return (
+            '!!! note "Not in this version"\n'
+            "    The paper's codebook and MSE-versus-rate figures are written by `fibquant figures`,\n"
+            "    which this version of the package does not have yet.\n"
+        )
+    parts = []
+    for name, caption in PAPER_FIGURES.items():
+        if (out_figures / name).is_file():
+            parts.append(f"![{caption}]({prefix}{name})\n\n*{caption}*\n")
+    if not parts:
+        raise RuntimeError(f"`fibquant figures --quick` wrote none of {sorted(PAPER_FIGURES)} in {out_figures}")
+    return "\n".join(parts)
+
+
+def generate(out: str | Path, samples: int = 20_000, seed: int = 0, verbose: bool = False) -> dict[str, float]:
+    """Write the documentation's generated figures and tables under ``out``.
+
+    Parameters
+    ----------
+    out : str or pathlib.Path
+        Output folder (created); see the module docstring for its files.
+    samples : int, default 20000
+        Unit vectors per rate–distortion point of ``fibquant demo``.
+    seed : int, default 0
+        Seed of ``fibquant demo`` (the results are deterministic for a seed).
+    verbose : bool, default False
+        Print one line per command with its wall time.
+
+    Returns
+    -------
+    dict of str to float
+        Wall time in seconds of each command that ran.
+    """
+    if int(samples) < 1000:
+        raise ValueError(f"samples must be >= 1000, got {samples}")
+    out = Path(out)
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+
+    cmd = ["demo", "--samples", str(int(samples)), "--seed", str(int(seed))]
+    # Only the TurboQuant rate-distortion part: the FibQuant part designs codebooks and the
+    # real-model part needs the `kv` extra, both minutes (see the Benchmarks page).
+    if has_option("demo", "--scalar-only"):
+        cmd.append("--scalar-only")
+    t0 = time.perf_counter()
+    _fibquant([*cmd, "--out", str(figures), "--no-progress"])
+    seconds[f"fibquant {' '.join(cmd)}"] = time.perf_counter() - t0
+    (out / "rd_scalar_table.md").write_text(rd_markdown_table(figures / "rd_scalar.csv"))
+
+    encoder_script = ROOT / "scripts" / "encoder_table.py"
+    if encoder_script.is_file():
+        args = ["--codewords", "256", "4096", "--codebook", "initial"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, str(encoder_script), *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"scripts/encoder_table.py failed with status {proc.returncode}:\n{proc.stderr[-2000:]}")
+        seconds["scripts/encoder_table.py " + " ".join(args)] = time.perf_counter() - t0
+        (out / "encoder_table.md").write_text(
+            f"`scripts/encoder_table.py {' '.join(args)}` printed:\n\n```\n{proc.stdout.strip()}\n```\n"
+        )
+    else:
+        (out / "encoder_table.md").write_text(
+            '!!! note "Not in this version"\n    This version has no `scripts/encoder_table.py`.\n'
+        )
+
+    with_figures = has_subcommand("figures")
+    if with_figures:
+        cmd = ["figures", "--quick", "--out", str(figures)]
+        t0 = time.perf_counter()
+        _fibquant(cmd)
+        seconds["fibquant figures --quick"] = time.perf_counter() - t0
+    (out / "paper_figures.md").write_text(_paper_figures_markdown(figures, with_figures))
+    (out / "machine.md").write_text(_machine_markdown(machine_info(), seconds))
+    if verbose:
+        for k, v in seconds.items():
+            print(f"{k}: {v:.1f} s")
+    return seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python scripts/docs_assets.py [--out DIR] [--samples N] [--seed S]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "generated"))
+    parser.add_argument("--samples", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    generate(args.out, samples=args.samples, seed=args.seed, verbose=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

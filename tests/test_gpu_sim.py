@@ -1,0 +1,177 @@
+"""GPU kernels under the Numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``): logic, indexing, layout.
+
+The simulator must be enabled before :mod:`numba.cuda` is first imported, so
+:func:`test_gpu_kernels_under_the_simulator` re-runs this file in a fresh
+interpreter with the variable set; the tests below only run there (sizes are
+tiny: the simulator runs every CUDA thread as a Python thread). They check each
+kernel against the CPU codec: the float64 encoder writes the CPU's bytes
+(exhaustive and two-stage search, Hadamard and dense rotations, records of
+22, 32 and 48 bits), decode is within one rounding of the output format,
+decode-attention matches softmax attention over the CPU-decoded vectors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+INNER = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and os.environ.get("FIBQUANT_GPU_SIM_INNER") == "1"
+inner = pytest.mark.skipif(not INNER, reason="runs inside the simulator subprocess of test_gpu_kernels_under_the_simulator")
+
+
+@pytest.mark.skipif(INNER, reason="this is the driver")
+def test_gpu_kernels_under_the_simulator() -> None:
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FIBQUANT_GPU_SIM_INNER="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", __file__],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    summary = proc.stdout.strip().splitlines()[-1]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) >= 40 and "1 skipped" in summary, proc.stdout[-2000:]  # only the driver skips
+
+
+# ------------------------------------------------------------------------------------------- inner
+# (d, k, N): record bits 16 + (d/k) * ceil(log2 N) = 48 (2-byte loads), 22 (unaligned), 32 (N not a power of two)
+CONFIGS = [(16, 2, 16), (16, 8, 8), (16, 4, 12)]
+
+
+@pytest.fixture(scope="module", params=CONFIGS, ids=lambda c: "d{}k{}N{}".format(*c))
+def codebook(request):
+    from fibquant_theory.codebook import design_codebook
+
+    d, k, n = request.param
+    return design_codebook(d, k, n, n_train=4000, n_heldout=1000, n_restarts=1, cache=False)
+
+
+def _pair(codebook, rotation="hadamard", encoder="exhaustive", precision="float64", norm_dtype="float16"):
+    from fibquant_theory.codec import FibQuantCodec
+    from fibquant_theory.gpu.codec import GPUFibQuantCodec
+
+    cpu = FibQuantCodec(codebook, seed=7, rotation=rotation, encoder=encoder, packing="fixed", norm_dtype=norm_dtype)
+    return cpu, GPUFibQuantCodec(cpu, precision=precision)
+
+
+@inner
+@pytest.mark.parametrize("rotation", ["hadamard", "haar"])
+def test_encode_writes_the_cpu_bytes(codebook, rotation):
+    cpu, gpu = _pair(codebook, rotation)
+    x = np.random.default_rng(3).standard_normal((19, codebook.d)).astype(np.float32) * 5
+    x[4] = 0.0  # a zero vector: norm 0, direction 0
+    got = gpu.encode(x).copy_to_host()
+    assert np.array_equal(got, cpu.encode(x.astype(np.float64)).payload)
+
+
+@inner
+@pytest.mark.parametrize("norm_dtype", ["bfloat16", "float32"])
+def test_encode_two_stage_and_other_headers(codebook, norm_dtype):
+    cpu, gpu = _pair(codebook, "hadamard", "two-stage", "float64", norm_dtype)
+    x = np.random.default_rng(4).standard_normal((11, codebook.d)).astype(np.float16)
+    got = gpu.encode(x).copy_to_host()
+    assert np.array_equal(got, cpu.encode(x.astype(np.float64)).payload)
+
+
+@inner
+def test_encode_float32_search_agrees(codebook):
+    cpu, gpu = _pair(codebook, "hadamard", precision="float32")
+    x = np.random.default_rng(5).standard_normal((16, codebook.d)).astype(np.float32)
+    codes = gpu.to_codes(gpu.encode(x), (16,))
+    idx, norms = cpu.unpack(codes)
+    want_idx, want_norms = cpu.encode_indices(x.astype(np.float64))
+    assert np.array_equal(norms, want_norms)
+    assert np.mean(idx == want_idx) >= 0.97  # observed 1.0
+
+
+@inner
+def test_decode_encode_is_exact_on_codebook_points(codebook):
+    cpu, gpu = _pair(codebook, "hadamard")
+    rng = np.random.default_rng(6)
+    idx = rng.integers(0, codebook.n_codewords, size=(9, codebook.d // codebook.k))
+    z = codebook.points[idx].reshape(9, codebook.d)
+    x = cpu.rotation.inverse(z / np.linalg.norm(z, axis=1, keepdims=True)) * 2.0  # norm 2 is exact in fp16
+    codes = gpu.to_codes(gpu.encode(x.astype(np.float32)), (9,))
+    got_idx, got_norm = cpu.unpack(codes)
+    assert np.array_equal(got_idx, idx) and np.all(got_norm == 2.0)
+
+
+@inner
+@pytest.mark.parametrize("rotation", ["hadamard", "haar"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_decode_within_rounding_of_cpu(codebook, rotation, dtype):
+    cpu, gpu = _pair(codebook, rotation)
+    codes = cpu.encode(np.random.default_rng(8).standard_normal((13, codebook.d)))
+    want = cpu.decode(codes)
+    out = gpu.decode(codes.payload, 13, dtype=dtype).copy_to_host()
+    if dtype == "bfloat16":
+        got = (out.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    else:
+        got = out.astype(np.float64)
+    ulp = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 2.0**-20}[dtype]
+    assert got.shape == want.shape
+    assert np.all(np.abs(got - want) <= ulp * np.abs(want) + 1e-6 * np.abs(want).max())
+
+
+@inner
+@pytest.mark.parametrize("rotation", ["hadamard", "haar"])
+def test_decode_attention_matches_reference(codebook, rotation):
+    from tests.reference import attention_naive
+
+    cpu, gpu = _pair(codebook, rotation)
+    rng = np.random.default_rng(9)
+    b, h, t, d = 1, 2, 300, codebook.d
+    kc = cpu.encode(rng.standard_normal((b, h, t, d)))
+    vc = cpu.encode(rng.standard_normal((b, h, t, d)))
+    q = rng.standard_normal((b, h, d)).astype(np.float32)
+    want = attention_naive(q, cpu.decode(kc), cpu.decode(vc))
+    for n_splits in (1, 3):
+        got = gpu.decode_attention(q, kc.payload, vc.payload, t, n_splits=n_splits, dtype="float32").copy_to_host()
+        # V weights are summed in 32-bit fixed point (deterministic): ~1e-6 relative error
+        np.testing.assert_allclose(got.reshape(want.shape), want, rtol=0, atol=5e-5 * np.abs(want).max())
+
+
+@inner
+def test_corrupt_and_unsupported_inputs_raise(codebook):
+    from fibquant_theory.codec import FibQuantCodec
+    from fibquant_theory.gpu.codec import GPUFibQuantCodec
+
+    cpu, gpu = _pair(codebook)
+    x = np.random.default_rng(10).standard_normal((6, codebook.d)).astype(np.float32)
+    x[3, 1] = np.inf
+    with pytest.raises(ValueError, match="first bad row 3"):
+        gpu.encode(x)
+    with pytest.raises(ValueError, match=r"shape \(n, 16\)"):
+        gpu.encode(np.zeros((2, 8), np.float32))
+    with pytest.raises(ValueError, match="dtype"):
+        gpu.encode(np.zeros((2, 16), np.float64))
+    payload = cpu.encode(np.ones((4, codebook.d))).payload
+    with pytest.raises(ValueError, match="truncated"):
+        gpu.decode(payload[:-1], 4)
+    bad = payload.copy()
+    rb = cpu.layout.record_bits
+    pos = 2 * rb + 15  # sign bit of record 2's fp16 norm header
+    bad[pos // 8] |= 1 << (pos % 8)
+    with pytest.raises(ValueError, match="record 2"):
+        gpu.decode(bad, 4)
+    if codebook.n_codewords & (codebook.n_codewords - 1):  # an index field >= N is representable
+        bad = cpu.layout.pack(np.zeros(4, np.int64), np.zeros((4, cpu.n_blocks), np.int64))
+        w = cpu.layout.index_bits
+        for bit in range(w):  # index of block 0 of record 1 := 2**w - 1 >= N
+            p = rb + 16 + bit
+            bad[p // 8] |= 1 << (p % 8)
+        with pytest.raises(ValueError, match="record 1"):
+            gpu.decode(bad, 4)
+        with pytest.raises(ValueError, match="record 1"):
+            gpu.decode_attention(np.ones((1, codebook.d), np.float32), bad, payload, 4)
+        with pytest.raises(ValueError, match="CPU-only"):
+            GPUFibQuantCodec(FibQuantCodec(codebook, packing="mixed-radix"))
+    with pytest.raises(ValueError, match="CPU-only"):
+        GPUFibQuantCodec(FibQuantCodec(codebook, encoder="clustered"))
+    with pytest.raises(ValueError, match="precision"):
+        GPUFibQuantCodec(cpu, precision="float16")
