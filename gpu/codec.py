@@ -69,7 +69,7 @@ PRECISIONS = ("float32", "float64")
 _SMEM_LIMIT = 48 * 1024
 _HDR = {"float16": HDR_F16, "bfloat16": HDR_BF16, "float32": HDR_F32}
 _OUT = {"float16": OUT_F16, "bfloat16": OUT_BF16, "float32": OUT_F32}
-_UNROLL = 4  # key/value records in flight per thread in decode_attention
+_UNROLL = 2  # key/value records in flight per thread in decode_attention (fastest of 2/4 on an H100)
 
 
 def _is_torch(a: Any) -> bool:
@@ -383,7 +383,10 @@ class GPUFibQuantCodec:
 
         .. math:: o_h = \sum_i \operatorname{softmax}_i(\mathrm{scale}\,\langle q_h,\hat k_{h,i}\rangle)\,\hat v_{h,i}
 
-        with :math:`\hat k, \hat v` the decoded vectors, computed without forming them.
+        with :math:`\hat k, \hat v` the decoded vectors, computed without forming them. The
+        softmax weights of V are summed per (block, codeword) in 32-bit fixed point within
+        each chunk of ``THREADS * attention_unroll`` tokens (native shared-memory integer
+        atomics, so the result is deterministic), about 1e-6 relative error.
 
         Parameters
         ----------

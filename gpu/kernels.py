@@ -10,7 +10,11 @@ Work layout (decode and encode)
 -------------------------------
 A vector of dimension ``d`` is handled by ``L`` consecutive lanes of a warp
 (``L`` a power of two, at most 32), each holding ``V = d / L`` consecutive
-coordinates in registers, so a warp handles ``G = 32 / L`` vectors at a time.
+coordinates in registers, so a warp handles ``G = 32 / L`` vectors at a time
+(decode with the Hadamard rotation: ``V = 32``; otherwise ``V = 8``). The
+decode and decode-attention kernels are generated as Python source with every
+per-lane loop unrolled into scalar variables, so nothing is indexed at run time
+in registers (no local memory) and record fields are read with constant shifts.
 The randomized Hadamard rotation is applied with in-register butterflies for
 the strides ``< V`` and warp shuffles (``shfl.xor``) for the others; the dense
 rotation goes through a per-warp shared-memory staging row. The codebook
@@ -330,7 +334,7 @@ def _namespace() -> dict:
 # ----------------------------------------------------------------------------- decode
 @lru_cache(maxsize=None)
 def decode_kernel(
-    d: int, k: int, n_codewords: int, hkind: int, okind: int, rot: int, vector_store: bool = True, per_lane: int = 32
+    d: int, k: int, n_codewords: int, hkind: int, okind: int, rot: int, vector_store: bool = True, per_lane: int = 0
 ):
     """Decode kernel ``(payload u8[::1], n, codebook f32[::1], signs f32[::1], table f32[:, :, ::1], out, out_addr, err)``.
 
@@ -348,7 +352,10 @@ def decode_kernel(
     w = (n_codewords - 1).bit_length()
     hbits = 32 if hkind == HDR_F32 else 16
     rbits = hbits + m * w
-    lanes, vper = lane_layout(d, per_lane)
+    hadamard = rot == ROT_HADAMARD
+    # Hadamard: 32 coordinates per lane (the shuffles cost d log2(L) per vector, and they share the
+    # shared-memory pipe with the codebook reads); dense: 8 (each lane gathers m table rows)
+    lanes, vper = lane_layout(d, per_lane or (32 if hadamard else 8))
     per_warp = 32 // lanes
     per_block = per_warp * _WARPS
     nk = n_codewords * k
