@@ -70,7 +70,38 @@ def _split_norm(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return norms, x / safe[..., None]
 
 
-class TurboQuantMSE:
+class _TurboQuantBase:
+    """What both TurboQuant variants share: the rotation, the rate and the storage accounting."""
+
+    #: Bits of the fp16 norm header(s) counted by :attr:`bits_per_vector`.
+    norm_bits = 16
+
+    def __init__(self, d: int, bits: int, seed: int = 0) -> None:
+        self.d = check_int(d, "d (dimension)", minimum=2)
+        self.bits = check_bits(bits)
+        self.seed = check_int(seed, "seed", minimum=0)
+        self.rotation = haar_orthogonal(self.d, self.seed)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(d={self.d}, bits={self.bits}, seed={self.seed})"
+
+    @property
+    def rate_bits(self) -> float:
+        """Bits per coordinate of the direction code (the norm headers are not counted)."""
+        return float(self.bits)
+
+    @property
+    def bits_per_vector(self) -> int:
+        """Storage of one vector in bits: ``d * bits`` + the fp16 norm header(s)."""
+        return self.d * self.bits + self.norm_bits
+
+    @property
+    def compression_ratio(self) -> float:
+        """``16 d / bits_per_vector``: fp16 size over code size (norms included)."""
+        return 16.0 * self.d / self.bits_per_vector
+
+
+class TurboQuantMSE(_TurboQuantBase):
     """TurboQuant-mse: Haar rotation + per-coordinate Lloyd–Max + a norm.
 
     Parameters
@@ -94,32 +125,8 @@ class TurboQuantMSE:
     name = "turboquant"
 
     def __init__(self, d: int, bits: int, seed: int = 0) -> None:
-        self.d = check_int(d, "d (dimension)", minimum=2)
-        self.bits = check_bits(bits)
-        self.seed = check_int(seed, "seed", minimum=0)
-        self.rotation = haar_orthogonal(self.d, self.seed)
+        super().__init__(d, bits, seed)
         self.quantizer: ScalarQuantizer = lloyd_max_scalar(self.d, self.bits)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(d={self.d}, bits={self.bits}, seed={self.seed})"
-
-    @property
-    def rate_bits(self) -> float:
-        """Bits per coordinate of the direction code (the norm is not counted)."""
-        return float(self.bits)
-
-    #: Bits of the norm header counted by :attr:`bits_per_vector` (an fp16 norm, as FibQuant's default).
-    norm_bits = 16
-
-    @property
-    def bits_per_vector(self) -> int:
-        """Storage of one vector in bits: ``d * bits`` level indices + a 16-bit norm."""
-        return self.d * self.bits + self.norm_bits
-
-    @property
-    def compression_ratio(self) -> float:
-        """``16 d / bits_per_vector``: fp16 size over code size (norm included)."""
-        return 16.0 * self.d / self.bits_per_vector
 
     def decode_row(self, codes: ScalarCodes, i: int) -> np.ndarray:
         """Decode the vector with flat (row-major) index ``i`` alone, shape ``(d,)``.
@@ -157,7 +164,7 @@ class TurboQuantMSE:
         return codes.norms * np.einsum("...i,...i->...", q @ self.rotation.T, self._rotated_direction(codes))
 
 
-class TurboQuantProd:
+class TurboQuantProd(_TurboQuantBase):
     """TurboQuant-prod: ``bits - 1``-bit TurboQuant-mse + 1-bit QJL sketch of the residual.
 
     The reconstruction (and so the inner-product estimate) is unbiased:
@@ -176,34 +183,13 @@ class TurboQuantProd:
     name = "turboquant-prod"
 
     def __init__(self, d: int, bits: int, seed: int = 0) -> None:
-        self.d = check_int(d, "d (dimension)", minimum=2)
-        self.bits = check_bits(bits)
-        self.seed = check_int(seed, "seed", minimum=0)
-        self.rotation = haar_orthogonal(self.d, self.seed)
+        super().__init__(d, bits, seed)
         self.quantizer: ScalarQuantizer | None = lloyd_max_scalar(self.d, self.bits - 1) if self.bits > 1 else None
         self.sketch = np.random.default_rng([self.seed, 0x514A4C]).standard_normal((self.d, self.d))
         self._scale = math.sqrt(math.pi / 2.0) / self.d
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(d={self.d}, bits={self.bits}, seed={self.seed})"
-
-    @property
-    def rate_bits(self) -> float:
-        """Bits per coordinate (MSE stage + sign bit; the two norms are not counted)."""
-        return float(self.bits)
-
-    #: Bits of the two norm headers (norm and residual norm, fp16 each) counted by :attr:`bits_per_vector`.
+    #: Bits of the two norm headers (norm and residual norm, fp16 each).
     norm_bits = 32
-
-    @property
-    def bits_per_vector(self) -> int:
-        """Storage of one vector in bits: ``d * bits`` (indices and signs) + two 16-bit norms."""
-        return self.d * self.bits + self.norm_bits
-
-    @property
-    def compression_ratio(self) -> float:
-        """``16 d / bits_per_vector``: fp16 size over code size (norms included)."""
-        return 16.0 * self.d / self.bits_per_vector
 
     def decode_row(self, codes: QJLCodes, i: int) -> np.ndarray:
         """Decode the vector with flat (row-major) index ``i`` alone, shape ``(d,)``.
