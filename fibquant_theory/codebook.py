@@ -36,6 +36,7 @@ content hash that is checked on load.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -72,6 +73,9 @@ __all__ = [
 CODEBOOK_VERSION = 1
 
 _HASH_TAG = b"fibquant-codebook"
+#: Keyword-only arguments of design_codebook that do not change the design.
+_NOT_DESIGN_OPTIONS = ("cache", "progress")
+
 #: Samples that score each factorisation's initial codebook (at least 8 per codeword).
 _FACTOR_SAMPLES = 20_000
 
@@ -421,30 +425,18 @@ def cache_path(d: int, k: int, n_codewords: int, seed: int = 0, **design_options
     )
 
 
-def _design_options(
-    n_train: int = 200_000,
-    n_heldout: int = 100_000,
-    samples_per_codeword: int = 128,
-    n_restarts: int = 3,
-    max_iter: int = 300,
-    tol: float = 1e-4,
-    restart_tol: float = 1e-3,
-    directions: str = "auto",
-    n_search: int = 50_000,
-    assign: str = "auto",
-) -> dict[str, Any]:
-    return {
-        "n_train": n_train,
-        "n_heldout": n_heldout,
-        "samples_per_codeword": samples_per_codeword,
-        "n_restarts": n_restarts,
-        "max_iter": max_iter,
-        "tol": tol,
-        "restart_tol": restart_tol,
-        "directions": directions,
-        "n_search": n_search,
-        "assign": assign,
-    }
+def _design_options(**overrides: Any) -> dict[str, Any]:
+    """The result-changing options of :func:`design_codebook`, its defaults filled in.
+
+    The defaults are read from :func:`design_codebook`'s signature, so the cache key
+    can never disagree with the function.
+    """
+    params = inspect.signature(design_codebook).parameters
+    names = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _NOT_DESIGN_OPTIONS]
+    unknown = set(overrides) - set(names)
+    if unknown:
+        raise TypeError(f"unknown design options {sorted(unknown)}; known: {names}")
+    return {n: overrides.get(n, params[n].default) for n in names}
 
 
 # ------------------------------------------------------------------- design
