@@ -54,6 +54,31 @@ _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 # ----------------------------------------------------------------------------- kernels
+@njit(cache=True, fastmath=_FASTMATH, nogil=True, inline="always")
+def _search_range(y, i, sorted_points, sorted_norm2, order, lo, hi, best, best_p):  # pragma: no cover - compiled
+    """Best of ``sorted_points[lo:hi]`` for row ``i`` by ``|c|^2 - 2 y.c`` (ties to the lower original index)."""
+    k = y.shape[1]
+    for p in range(lo, hi):
+        dot = 0.0
+        for t in range(k):
+            dot += y[i, t] * sorted_points[p, t]
+        score = sorted_norm2[p] - 2.0 * dot
+        if score < best or (score == best and order[p] < order[best_p]):
+            best = score
+            best_p = p
+    return best, best_p
+
+
+@njit(cache=True, fastmath=_FASTMATH, nogil=True, inline="always")
+def _squared_distance(y, i, points, j):  # pragma: no cover - compiled
+    """``|y[i] - points[j]|^2`` computed directly (the reported distance)."""
+    dist = 0.0
+    for t in range(y.shape[1]):
+        diff = y[i, t] - points[j, t]
+        dist += diff * diff
+    return dist
+
+
 @njit(
     "void(float64[:, ::1], float64[:, ::1], float64[::1], int64[::1], float64[::1])",
     cache=True,
@@ -75,12 +100,8 @@ def _exhaustive_kernel(y, points, norm2, idx_out, dist_out):  # pragma: no cover
             if score < best:
                 best = score
                 best_j = j
-        dist = 0.0
-        for t in range(k):
-            diff = y[i, t] - points[best_j, t]
-            dist += diff * diff
         idx_out[i] = best_j
-        dist_out[i] = dist
+        dist_out[i] = _squared_distance(y, i, points, best_j)
 
 
 @njit(
@@ -111,20 +132,9 @@ def _two_stage_kernel(y, sorted_points, sorted_norm2, order, offsets, radii, pro
                     gap_best = gap
                     s_best = s
             chosen[s_best] = True
-            for p in range(offsets[s_best], offsets[s_best + 1]):
-                dot = 0.0
-                for t in range(k):
-                    dot += y[i, t] * sorted_points[p, t]
-                score = sorted_norm2[p] - 2.0 * dot
-                if score < best or (score == best and order[p] < order[best_p]):
-                    best = score
-                    best_p = p
-        dist = 0.0
-        for t in range(k):
-            diff = y[i, t] - sorted_points[best_p, t]
-            dist += diff * diff
+            best, best_p = _search_range(y, i, sorted_points, sorted_norm2, order, offsets[s_best], offsets[s_best + 1], best, best_p)
         idx_out[i] = order[best_p]
-        dist_out[i] = dist
+        dist_out[i] = _squared_distance(y, i, sorted_points, best_p)
 
 
 @njit(
@@ -166,20 +176,9 @@ def _clustered_kernel(
         best_p = 0
         for r in range(filled):
             c = top_id[r]
-            for p in range(offsets[c], offsets[c + 1]):
-                dot = 0.0
-                for t in range(k):
-                    dot += y[i, t] * sorted_points[p, t]
-                score = sorted_norm2[p] - 2.0 * dot
-                if score < best or (score == best and order[p] < order[best_p]):
-                    best = score
-                    best_p = p
-        dist = 0.0
-        for t in range(k):
-            diff = y[i, t] - sorted_points[best_p, t]
-            dist += diff * diff
+            best, best_p = _search_range(y, i, sorted_points, sorted_norm2, order, offsets[c], offsets[c + 1], best, best_p)
         idx_out[i] = order[best_p]
-        dist_out[i] = dist
+        dist_out[i] = _squared_distance(y, i, sorted_points, best_p)
 
 
 # ----------------------------------------------------------------------------- helpers
