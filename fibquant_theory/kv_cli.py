@@ -16,7 +16,7 @@ KV_METHODS = ("fp", "fibquant", "turboquant", "turboquant-prod", "kivi")
 
 KV_COLUMNS = [
     "method", "block", "codewords", "bits", "compression_ratio", "ppl", "ppl_fp", "delta_ppl",
-    "attn_cosine", "attn_cosine_min", "key_mse", "value_mse", "window", "fp_layers", "tokens",
+    "attn_cosine", "attn_cosine_min", "key_mse", "value_mse", "window", "fp_layers", "center", "tokens",
 ]
 
 
@@ -48,6 +48,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "value_bits": args.value_bits,
         "window": args.window,
         "fp_layers": tuple(args.fp_layers) if args.fp_layers else None,
+        "center": args.center,
         "seed": args.seed,
     }
 
@@ -97,6 +98,10 @@ def add_kv_commands(sub: Any) -> None:
     ev.add_argument("--value-bits", type=int, help="bits for values (default: --bits)")
     ev.add_argument("--window", type=int, default=0, help="most recent tokens kept in fp16 (default 0: off)")
     ev.add_argument("--fp-layers", type=int, nargs="*", help="layers left uncompressed, e.g. 0 -1 (default none)")
+    ev.add_argument(
+        "--center", choices=("none", "key", "value", "both"), default="none",
+        help="remove the per-head prefill mean of keys/values before encoding (default none)",
+    )
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", action="store_true")
     _common(ev)

@@ -118,10 +118,10 @@ def make_cache_factory(method: str, config: Any, **options: Any) -> Callable[[],
     """A function returning a fresh cache of ``method`` (``None`` for ``"fp"``: the model's DynamicCache).
 
     ``options``: ``block``, ``codewords`` (fibquant), ``bits`` (turboquant, kivi),
-    ``value_block``, ``value_codewords``, ``value_bits``, ``window``, ``fp_layers``, ``seed``.
+    ``value_block``, ``value_codewords``, ``value_bits``, ``window``, ``fp_layers``, ``center``, ``seed``.
     """
     opts = {k: v for k, v in options.items() if v is not None}
-    common = {k: opts.pop(k) for k in ("window", "fp_layers") if k in opts}
+    common = {k: opts.pop(k) for k in ("window", "fp_layers", "center") if k in opts}
     if method == "fp":
         return lambda: None
     if method == "fibquant":
@@ -271,6 +271,7 @@ def kv_eval(
     fid = attention_fidelity(model, ids[:, :ctx], factory)
     settings = {k: v for k, v in options.items() if v is not None}
     settings.setdefault("window", 0)
+    settings.setdefault("center", "none")
     settings["fp_layers"] = list(settings.get("fp_layers", []))
     return {
         "method": method,

@@ -128,6 +128,17 @@ def run_benchmarks(
             payload = g.encode(x)
             nbytes = payload.numel() + n_dec * d * 2
             out = g.decode(payload, n_dec, check=True)  # warm + validate once
+            if tune and rot == "hadamard":  # (coordinates per lane, paired 64-bit codebook reads, register cap)
+                best = None
+                for variant in ((32, False, None), (32, True, None), (64, False, None), (32, False, 64), (32, False, 72)):
+                    g.decode_per_lane, g.decode_paired, g.decode_registers = variant
+                    same = bool(torch.equal(g.decode(payload, n_dec, check=True), out))
+                    vt = _graph_ms(torch, lambda: g.decode(payload, n_dec, check=False, stream=stream()), median_ms, replays=5)
+                    print(f"  decode variant (per_lane, paired, regs)={variant}: {vt} ms, same bytes: {same}", file=sys.stderr)
+                    if vt is not None and same and (best is None or vt < best[0]):
+                        best = (vt, *variant)
+                if best is not None:
+                    g.decode_per_lane, g.decode_paired, g.decode_registers = best[1:]
             ms = median_ms(lambda: g.decode(payload, n_dec, check=False))
             graph = _graph_ms(torch, lambda: g.decode(payload, n_dec, check=False, stream=stream()), median_ms, replays=5)
             gbs = nbytes / (graph or ms) / 1e6
@@ -135,6 +146,7 @@ def run_benchmarks(
             _emit(rows, "decode", {
                 "d": d, "k": k, "N": n_cw, "rotation": rot, "vectors": n_dec, "bytes/vec": round(nbytes / n_dec, 2),
                 "ms": ms, "graph ms": graph, "GB/s": gbs, "copy GB/s": copy_gbs, "% of copy": 100 * gbs / copy_gbs, "rel err": rel,
+                "variant": f"V{g.decode_per_lane or 'default'}/{'pair' if g.decode_paired else 'f32'}/r{g.decode_registers}",
             })
             del x, payload, out
             bar.update()
@@ -162,7 +174,8 @@ def run_benchmarks(
         # ---- decode-attention from codes vs fp16 SDPA
         codec = FibQuantCodec(cb, seed=0, rotation="hadamard", packing="fixed")
         g = GPUFibQuantCodec(codec)
-        variants = [(2, 64), (4, 96), (4, 128)] if tune else []  # (records in flight, register cap)
+        # (records in flight, register cap, blocks per SM of the context split)
+        variants = [(2, 64, 4), (4, 96, 4), (2, 64, 8), (2, 64, 16), (4, 64, 8)] if tune else []
         for b, h, t in shapes if "attention" in only else ():
             kf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
             vf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
@@ -181,16 +194,16 @@ def run_benchmarks(
             sdpa_ms = median_ms(sdpa)
             if len(variants) > 1:
                 best = None
-                for unroll, regs in variants:
-                    g.attention_unroll, g.attention_registers = unroll, regs
+                for variant in variants:
+                    g.attention_unroll, g.attention_registers, g.attention_blocks_per_sm = variant
                     g.decode_attention(q, kp, vp, t, check=True)
                     vt = _graph_ms(torch, lambda: g.decode_attention(q, kp, vp, t, check=False, stream=stream()), median_ms)
-                    print(f"  attention variant unroll={unroll} regs={regs}: {vt} ms", file=sys.stderr)
+                    print(f"  attention variant (unroll, regs, blocks/SM)={variant}: {vt} ms", file=sys.stderr)
                     if vt is not None and (best is None or vt < best[0]):
-                        best = (vt, unroll, regs)
+                        best = (vt, *variant)
                 if best is not None:
                     variants = [best[1:]]
-                    g.attention_unroll, g.attention_registers = best[1:]
+                    g.attention_unroll, g.attention_registers, g.attention_blocks_per_sm = best[1:]
             ours = g.decode_attention(q, kp, vp, t, check=True)
             rel = float((ours.float() - ref).norm() / ref.norm())
             ours_ms = median_ms(lambda: g.decode_attention(q, kp, vp, t, check=False))
@@ -203,7 +216,7 @@ def run_benchmarks(
                 "sdpa ms": sdpa_ms, "codes ms": ours_ms, "speedup": sdpa_ms / ours_ms,
                 "sdpa graph ms": sdpa_g, "codes graph ms": ours_g,
                 "graph speedup": (sdpa_g / ours_g) if (sdpa_g and ours_g) else None,
-                "variant": f"u{g.attention_unroll}/r{g.attention_registers}", "bytes ratio": fp16_bytes / code_bytes, "target": fp16_bytes / code_bytes / 2,
+                "variant": f"u{g.attention_unroll}/r{g.attention_registers}/b{g.attention_blocks_per_sm}", "bytes ratio": fp16_bytes / code_bytes, "target": fp16_bytes / code_bytes / 2,
                 "codes GB/s": code_bytes / (ours_g or ours_ms) / 1e6, "rel err": rel,
             })
             del kf, vf, kp, vp

@@ -212,6 +212,13 @@ class GPUFibQuantCodec:
         #: decode-attention tuning: records in flight per thread, and the register cap of its kernel
         self.attention_unroll = _UNROLL
         self.attention_registers = 64
+        #: blocks per SM of the default context split (4 fit at once with 64 registers: one wave)
+        self.attention_blocks_per_sm = 4
+        #: decode tuning: coordinates per lane (0: the kernel's default), 64-bit paired codebook reads
+        #: and a register cap (None: the compiler's choice); the defaults were the fastest on an H100
+        self.decode_per_lane = 0
+        self.decode_paired = False
+        self.decode_registers: int | None = None
 
     def __repr__(self) -> str:
         return f"GPUFibQuantCodec({self.codec!r}, precision={self.precision!r})"
@@ -338,7 +345,10 @@ class GPUFibQuantCodec:
         np_dt = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32}[dtype]
         out, ot = _empty((n, self.d), np_dt, t)
         if n:
-            kern, grid = decode_kernel(self.d, self.k, self.n_codewords, self._hkind, _OUT[dtype], self._rot)
+            kern, grid = decode_kernel(
+                self.d, self.k, self.n_codewords, self._hkind, _OUT[dtype], self._rot,
+                per_lane=self.decode_per_lane, paired=self.decode_paired, max_registers=self.decode_registers,
+            )
             self._reset_err(n, check)
             addr = out.__cuda_array_interface__["data"][0] if not SIMULATOR else 0
             kern[grid(n), THREADS, *self._launch_args(stream)](
@@ -438,8 +448,8 @@ class GPUFibQuantCodec:
             q32a = cuda.to_device(qa.copy_to_host().reshape(bh, self.d).astype(np.float32)) if np.dtype(qa.dtype) != np.float32 or qa.ndim != 2 else qa
         if n_splits is None:
             sms = 132 if SIMULATOR else cuda.get_current_device().MULTIPROCESSOR_COUNT
-            # one wave of about 4 blocks per SM (a partial second wave would double the time)
-            n_splits = max(1, min(-(-T // 256), (4 * sms) // bh))
+            # whole waves of attention_blocks_per_sm blocks per SM (a partial wave costs a whole one)
+            n_splits = max(1, min(-(-T // 256), (self.attention_blocks_per_sm * sms) // bh))
         n_splits = max(1, min(int(n_splits), T))
         per_split = -(-T // n_splits)
         n_splits = -(-T // per_split)  # every split non-empty

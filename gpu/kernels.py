@@ -105,6 +105,19 @@ if SIMULATOR:
     def _to_f16(x):  # pragma: no cover
         return np.float16(x)
 
+    @cuda.jit(device=True)
+    def _pack2(lo, hi):  # pragma: no cover
+        """Two float32 in the bits of one float64 (``lo`` in the low word)."""
+        return np.array([lo, hi], dtype=np.float32).view(np.float64)[0]
+
+    @cuda.jit(device=True)
+    def _lo32(v):  # pragma: no cover
+        return np.array([v], dtype=np.float64).view(np.float32)[0]
+
+    @cuda.jit(device=True)
+    def _hi32(v):  # pragma: no cover
+        return np.array([v], dtype=np.float64).view(np.float32)[1]
+
 else:
 
     @cuda.jit(device=True, inline=True)
@@ -134,6 +147,18 @@ else:
     @cuda.jit(device=True, inline=True)
     def _to_f16(x):  # pragma: no cover - compiled
         return types.float16(x)
+
+    @cuda.jit(device=True, inline=True)
+    def _pack2(lo, hi):  # pragma: no cover - compiled
+        return cuda.libdevice.hiloint2double(cuda.libdevice.float_as_int(hi), cuda.libdevice.float_as_int(lo))
+
+    @cuda.jit(device=True, inline=True)
+    def _lo32(v):  # pragma: no cover - compiled
+        return cuda.libdevice.int_as_float(cuda.libdevice.double2loint(v))
+
+    @cuda.jit(device=True, inline=True)
+    def _hi32(v):  # pragma: no cover - compiled
+        return cuda.libdevice.int_as_float(cuda.libdevice.double2hiint(v))
 
 
 @cuda.jit(device=True, inline=True)
@@ -327,14 +352,15 @@ def _namespace() -> dict:
     return {
         "cuda": cuda, "math": math, "np": np, "float32": float32, "float64": float64, "int64": int64, "uint64": types.uint64,
         "uint16": uint16, "_xor": _xor, "_rd": _rd, "_header_value": _header_value, "_to_f16": _to_f16,
-        "_bf16_bits": _bf16_bits, "THREADS": THREADS,
+        "_bf16_bits": _bf16_bits, "THREADS": THREADS, "_pack2": _pack2, "_lo32": _lo32, "_hi32": _hi32,
     }
 
 
 # ----------------------------------------------------------------------------- decode
 @lru_cache(maxsize=None)
 def decode_kernel(
-    d: int, k: int, n_codewords: int, hkind: int, okind: int, rot: int, vector_store: bool = True, per_lane: int = 0
+    d: int, k: int, n_codewords: int, hkind: int, okind: int, rot: int, vector_store: bool = True, per_lane: int = 0,
+    paired: bool = False, max_registers: int | None = None,
 ):
     """Decode kernel ``(payload u8[::1], n, codebook f32[::1], signs f32[::1], table f32[:, :, ::1], out, out_addr, err)``.
 
@@ -364,7 +390,7 @@ def decode_kernel(
     esize = 4 if okind == OUT_F32 else 2
     stores = _vector_stores() if vector_store else None
     vec_store = stores is not None and vper % 8 == 0 and (d * esize) % 16 == 0
-    sign_mask = hadamard and vper <= 32
+    sign_mask = hadamard and vper <= 64
     Z = [f"z{t}" for t in range(vper)]
     src = []
     a = src.append
@@ -375,10 +401,23 @@ def decode_kernel(
     a(f"    sub = lane % {lanes}")
     a(f"    j0 = sub * {vper}")
     a(f"    row = (tid // 32) * {per_warp} + grp")
-    a(f"    cb = cuda.shared.array({n_codewords * kp}, float32)")
+    # paired: the codebook sits in shared memory as float64 words holding two float32 coordinates,
+    # so each lane reads its codewords with half as many (64-bit) loads; rows padded to an odd
+    # number of words so that random rows spread over the banks
+    pairs = paired and hadamard and k % 2 == 0
+    k2 = k // 2
+    kp2 = k2 if k2 % 2 else k2 + 1
+    if pairs:
+        a(f"    cb = cuda.shared.array({n_codewords * kp2}, float64)")
+    else:
+        a(f"    cb = cuda.shared.array({n_codewords * kp}, float32)")
     a(f"    scratch = cuda.shared.array({THREADS if SIMULATOR else 1}, float64)")
-    a(f"    for i in range(tid, {nk}, THREADS):")
-    a(f"        cb[(i // {k}) * {kp} + i % {k}] = codebook[i]")
+    if pairs:
+        a(f"    for i in range(tid, {n_codewords * k2}, THREADS):")
+        a(f"        cb[(i // {k2}) * {kp2} + i % {k2}] = _pack2(codebook[2 * i], codebook[2 * i + 1])")
+    else:
+        a(f"    for i in range(tid, {nk}, THREADS):")
+        a(f"        cb[(i // {k}) * {kp} + i % {k}] = codebook[i]")
     if sign_mask:  # bit t set: coordinate j0 + t has a negative sign
         a("    smask = int64(0)")
         a("    pscale = float32(0.0)")
@@ -410,17 +449,30 @@ def decode_kernel(
             a(f"            if ix >= {n_codewords}:")
             a("                cuda.atomic.min(err, 0, vec)")
             a("                ix = 0")
-            a(f"            cbase = ix * {kp} + j0 % {k}")
-            for t in range(vper):
-                a(f"            z{t} = norm * cb[cbase + {t}]")
+            if pairs:
+                a(f"            cbase = ix * {kp2} + (j0 % {k}) // 2")
+                for t in range(0, vper, 2):
+                    a(f"            cw = cb[cbase + {t // 2}]")
+                    a(f"            z{t} = norm * _lo32(cw)")
+                    a(f"            z{t + 1} = norm * _hi32(cw)")
+            else:
+                a(f"            cbase = ix * {kp} + j0 % {k}")
+                for t in range(vper):
+                    a(f"            z{t} = norm * cb[cbase + {t}]")
         else:  # vper % k == 0: the lane holds whole blocks
             for u in range(vper // k):
                 a(f"            ix = _rd(payload, pos + {hbits} + (j0 // {k} + {u}) * {w}, {w})")
                 a(f"            if ix >= {n_codewords}:")
                 a("                cuda.atomic.min(err, 0, vec)")
                 a("                ix = 0")
-                for t in range(k):
-                    a(f"            z{u * k + t} = norm * cb[ix * {kp} + {t}]")
+                if pairs:
+                    for t in range(0, k, 2):
+                        a(f"            cw = cb[ix * {kp2} + {t // 2}]")
+                        a(f"            z{u * k + t} = norm * _lo32(cw)")
+                        a(f"            z{u * k + t + 1} = norm * _hi32(cw)")
+                else:
+                    for t in range(k):
+                        a(f"            z{u * k + t} = norm * cb[ix * {kp} + {t}]")
         # in-register butterflies
         h = 1
         while h < vper:
@@ -465,7 +517,8 @@ def decode_kernel(
         ns.update({"_st_f16": stores[0], "_st_bf16": stores[1], "_st_f32": stores[2]})
     out_t = {OUT_F16: types.float16, OUT_BF16: uint16, OUT_F32: float32}[okind]
     sig = (uint8[::1], int64, float32[::1], float32[::1], float32[:, :, ::1], out_t[:, ::1], int64, int64[::1])
-    kern = _compile("\n".join(src), "kern", ns, sig, f"decode d={d} k={k} N={n_codewords} h={hkind} o={okind} rot={rot} vst={vec_store}")
+    label = f"decode d={d} k={k} N={n_codewords} h={hkind} o={okind} rot={rot} vst={vec_store} L={lanes} pair={pairs} r={max_registers}"
+    kern = _compile("\n".join(src), "kern", ns, sig, label, max_registers)
     return kern, (lambda n: _grid(n, per_block))
 
 

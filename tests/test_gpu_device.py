@@ -77,6 +77,16 @@ def test_decode_matches_cpu_within_rounding(torch, codebook, rotation, dtype):
     assert np.all(np.abs(got - want) <= ulp * np.abs(want) + 1e-6 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("per_lane", [32, 64])
+@pytest.mark.parametrize("paired", [False, True])
+def test_decode_layouts_give_the_same_bits(torch, codebook, per_lane, paired):
+    cpu, gpu = _codecs(codebook, "hadamard")
+    payload = torch.from_numpy(cpu.encode(np.random.default_rng(2).standard_normal((3001, D))).payload).cuda()
+    want = gpu.decode(payload, 3001)
+    gpu.decode_per_lane, gpu.decode_paired = per_lane, paired
+    assert torch.equal(gpu.decode(payload, 3001), want)
+
+
 def test_decode_roundtrip_of_gpu_codes(torch, codebook):
     cpu, gpu = _codecs(codebook, "hadamard")
     x = torch.randn(1000, D, device="cuda", dtype=torch.float16)

@@ -119,6 +119,26 @@ def test_decode_within_rounding_of_cpu(codebook, rotation, dtype):
 
 
 @inner
+def test_decode_layouts_give_the_same_bits(codebook):
+    """Paired 64-bit codebook reads do not change one output bit; 1, 2 or 4 lanes per vector agree too.
+
+    (The simulator's shuffle stand-in goes through a float64 scratch array, so
+    layouts with a different number of shuffle stages agree to float32 rounding
+    here; on a GPU they are bit-identical, see ``test_gpu_device.py``.)
+    """
+    cpu, gpu = _pair(codebook)
+    codes = cpu.encode(np.random.default_rng(9).standard_normal((11, codebook.d)))
+    want = cpu.decode(codes)
+    for per_lane in (4, 8, 16):
+        gpu.decode_per_lane, gpu.decode_paired = per_lane, False
+        plain = gpu.decode(codes.payload, 11, dtype="float32").copy_to_host()
+        gpu.decode_paired = True
+        paired = gpu.decode(codes.payload, 11, dtype="float32").copy_to_host()
+        assert np.array_equal(paired, plain), per_lane
+        assert np.allclose(paired, want, rtol=2e-6, atol=1e-6 * np.abs(want).max()), per_lane
+
+
+@inner
 @pytest.mark.parametrize("rotation", ["hadamard", "haar"])
 def test_decode_attention_matches_reference(codebook, rotation):
     from tests.reference import attention_naive
