@@ -128,17 +128,17 @@ def run_benchmarks(
             payload = g.encode(x)
             nbytes = payload.numel() + n_dec * d * 2
             out = g.decode(payload, n_dec, check=True)  # warm + validate once
-            if tune and rot == "hadamard":  # (coordinates per lane, paired 64-bit codebook reads, register cap)
+            if tune and rot == "hadamard":  # (coordinates per lane, per interleaved chunk, register cap)
                 best = None
-                for variant in ((32, False, None), (32, True, None), (64, False, None), (32, False, 64), (32, False, 72)):
-                    g.decode_per_lane, g.decode_paired, g.decode_registers = variant
+                for variant in ((0, 0, None), (8, 8, None), (32, 8, None), (32, 32, None)):
+                    g.decode_per_lane, g.decode_chunk, g.decode_registers = variant
                     same = bool(torch.equal(g.decode(payload, n_dec, check=True), out))
                     vt = _graph_ms(torch, lambda: g.decode(payload, n_dec, check=False, stream=stream()), median_ms, replays=5)
-                    print(f"  decode variant (per_lane, paired, regs)={variant}: {vt} ms, same bytes: {same}", file=sys.stderr)
+                    print(f"  decode variant (per_lane, chunk, regs)={variant}: {vt} ms, same bytes: {same}", file=sys.stderr)
                     if vt is not None and same and (best is None or vt < best[0]):
                         best = (vt, *variant)
                 if best is not None:
-                    g.decode_per_lane, g.decode_paired, g.decode_registers = best[1:]
+                    g.decode_per_lane, g.decode_chunk, g.decode_registers = best[1:]
             ms = median_ms(lambda: g.decode(payload, n_dec, check=False))
             graph = _graph_ms(torch, lambda: g.decode(payload, n_dec, check=False, stream=stream()), median_ms, replays=5)
             gbs = nbytes / (graph or ms) / 1e6
@@ -146,7 +146,7 @@ def run_benchmarks(
             _emit(rows, "decode", {
                 "d": d, "k": k, "N": n_cw, "rotation": rot, "vectors": n_dec, "bytes/vec": round(nbytes / n_dec, 2),
                 "ms": ms, "graph ms": graph, "GB/s": gbs, "copy GB/s": copy_gbs, "% of copy": 100 * gbs / copy_gbs, "rel err": rel,
-                "variant": f"V{g.decode_per_lane or 'default'}/{'pair' if g.decode_paired else 'f32'}/r{g.decode_registers}",
+                "variant": f"V{g.decode_per_lane or 'default'}/s{g.decode_chunk or 'default'}/r{g.decode_registers}",
             })
             del x, payload, out
             bar.update()
@@ -175,7 +175,7 @@ def run_benchmarks(
         codec = FibQuantCodec(cb, seed=0, rotation="hadamard", packing="fixed")
         g = GPUFibQuantCodec(codec)
         # (records in flight, register cap, blocks per SM of the context split)
-        variants = [(2, 64, 4), (4, 96, 4), (2, 64, 8), (2, 64, 16), (4, 64, 8)] if tune else []
+        variants = [(2, 128, 2), (2, 64, 4), (1, 64, 4), (2, 80, 3), (2, 96, 2), (1, 96, 2), (4, 128, 2)] if tune else []
         for b, h, t in shapes if "attention" in only else ():
             kf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
             vf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)

@@ -69,7 +69,7 @@ PRECISIONS = ("float32", "float64")
 _SMEM_LIMIT = 48 * 1024
 _HDR = {"float16": HDR_F16, "bfloat16": HDR_BF16, "float32": HDR_F32}
 _OUT = {"float16": OUT_F16, "bfloat16": OUT_BF16, "float32": OUT_F32}
-_UNROLL = 2  # key/value records in flight per thread in decode_attention (fastest of 2/4 on an H100)
+_UNROLL = 2  # key/value records in flight per thread in decode_attention (see gpu/NOTES.md)
 
 
 def _is_torch(a: Any) -> bool:
@@ -211,13 +211,16 @@ class GPUFibQuantCodec:
         self._workspaces: dict[tuple[int, int], tuple[Any, Any, Any, Any]] = {}
         #: decode-attention tuning: records in flight per thread, and the register cap of its kernel
         self.attention_unroll = _UNROLL
-        self.attention_registers = 64
-        #: blocks per SM of the default context split (4 fit at once with 64 registers: one wave)
-        self.attention_blocks_per_sm = 4
-        #: decode tuning: coordinates per lane (0: the kernel's default), 64-bit paired codebook reads
-        #: and a register cap (None: the compiler's choice); the defaults were the fastest on an H100
+        # 128 registers: no spills (a 64-register cap spilled 288 B per thread to local memory,
+        # which went to DRAM and made the kernel 1.6x slower on an H100), so 2 blocks of 256
+        # threads fit on an SM and the context is split into one wave of 2 blocks per SM
+        self.attention_registers = 128
+        #: blocks per SM of the default context split (one wave)
+        self.attention_blocks_per_sm = 2
+        #: decode tuning: coordinates per lane and per interleaved chunk (Hadamard; 0: the kernel's
+        #: defaults, max(16, k) and max(8, k)) and a register cap (None: the compiler's choice)
         self.decode_per_lane = 0
-        self.decode_paired = False
+        self.decode_chunk = 0
         self.decode_registers: int | None = None
 
     def __repr__(self) -> str:
@@ -347,7 +350,7 @@ class GPUFibQuantCodec:
         if n:
             kern, grid = decode_kernel(
                 self.d, self.k, self.n_codewords, self._hkind, _OUT[dtype], self._rot,
-                per_lane=self.decode_per_lane, paired=self.decode_paired, max_registers=self.decode_registers,
+                per_lane=self.decode_per_lane, chunk=self.decode_chunk, max_registers=self.decode_registers,
             )
             self._reset_err(n, check)
             addr = out.__cuda_array_interface__["data"][0] if not SIMULATOR else 0

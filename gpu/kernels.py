@@ -9,16 +9,20 @@ are cached.
 Work layout (decode and encode)
 -------------------------------
 A vector of dimension ``d`` is handled by ``L`` consecutive lanes of a warp
-(``L`` a power of two, at most 32), each holding ``V = d / L`` consecutive
-coordinates in registers, so a warp handles ``G = 32 / L`` vectors at a time
-(decode with the Hadamard rotation: ``V = 32``; otherwise ``V = 8``). The
-decode and decode-attention kernels are generated as Python source with every
-per-lane loop unrolled into scalar variables, so nothing is indexed at run time
-in registers (no local memory) and record fields are read with constant shifts.
-The randomized Hadamard rotation is applied with in-register butterflies for
-the strides ``< V`` and warp shuffles (``shfl.xor``) for the others; the dense
-rotation goes through a per-warp shared-memory staging row. The codebook
-lives in shared memory.
+(``L`` a power of two, at most 32), each holding ``V = d / L`` coordinates in
+registers, so a warp handles ``G = 32 / L`` vectors at a time (``V = 8``,
+consecutive coordinates, except in the Hadamard decode). The Hadamard decode
+holds ``V = max(16, k)`` coordinates per lane as chunks of ``s = max(8, k)``
+consecutive ones interleaved over the vector's lanes (chunk ``c`` of lane ``l``
+starts at ``(c L + l) s``), so that one 16-byte store per lane writes ``L s``
+contiguous outputs per vector. The decode and decode-attention kernels are
+generated as Python source with every per-lane loop unrolled into scalar
+variables, so nothing is indexed at run time in registers (no local memory) and
+record fields are read with constant shifts. The randomized Hadamard rotation
+is applied stage by stage in ascending coordinate-bit order (the same arithmetic
+for every layout): in-register butterflies for the bits a lane holds, warp
+shuffles (``shfl.xor``) for the lane bits; the dense rotation goes through a
+per-warp shared-memory staging row. The codebook lives in shared memory.
 
 The packed layout is the CPU one, bit for bit (:mod:`fibquant_theory.packing`,
 ``"fixed"`` mode): record ``i`` is ``[header | m indices of w bits]`` starting
@@ -105,19 +109,6 @@ if SIMULATOR:
     def _to_f16(x):  # pragma: no cover
         return np.float16(x)
 
-    @cuda.jit(device=True)
-    def _pack2(lo, hi):  # pragma: no cover
-        """Two float32 in the bits of one float64 (``lo`` in the low word)."""
-        return np.array([lo, hi], dtype=np.float32).view(np.float64)[0]
-
-    @cuda.jit(device=True)
-    def _lo32(v):  # pragma: no cover
-        return np.array([v], dtype=np.float64).view(np.float32)[0]
-
-    @cuda.jit(device=True)
-    def _hi32(v):  # pragma: no cover
-        return np.array([v], dtype=np.float64).view(np.float32)[1]
-
 else:
 
     @cuda.jit(device=True, inline=True)
@@ -147,18 +138,6 @@ else:
     @cuda.jit(device=True, inline=True)
     def _to_f16(x):  # pragma: no cover - compiled
         return types.float16(x)
-
-    @cuda.jit(device=True, inline=True)
-    def _pack2(lo, hi):  # pragma: no cover - compiled
-        return cuda.libdevice.hiloint2double(cuda.libdevice.float_as_int(hi), cuda.libdevice.float_as_int(lo))
-
-    @cuda.jit(device=True, inline=True)
-    def _lo32(v):  # pragma: no cover - compiled
-        return cuda.libdevice.int_as_float(cuda.libdevice.double2loint(v))
-
-    @cuda.jit(device=True, inline=True)
-    def _hi32(v):  # pragma: no cover - compiled
-        return cuda.libdevice.int_as_float(cuda.libdevice.double2hiint(v))
 
 
 @cuda.jit(device=True, inline=True)
@@ -352,7 +331,7 @@ def _namespace() -> dict:
     return {
         "cuda": cuda, "math": math, "np": np, "float32": float32, "float64": float64, "int64": int64, "uint64": types.uint64,
         "uint16": uint16, "_xor": _xor, "_rd": _rd, "_header_value": _header_value, "_to_f16": _to_f16,
-        "_bf16_bits": _bf16_bits, "THREADS": THREADS, "_pack2": _pack2, "_lo32": _lo32, "_hi32": _hi32,
+        "_bf16_bits": _bf16_bits, "THREADS": THREADS,
     }
 
 
@@ -360,7 +339,7 @@ def _namespace() -> dict:
 @lru_cache(maxsize=None)
 def decode_kernel(
     d: int, k: int, n_codewords: int, hkind: int, okind: int, rot: int, vector_store: bool = True, per_lane: int = 0,
-    paired: bool = False, max_registers: int | None = None,
+    chunk: int = 0, max_registers: int | None = None,
 ):
     """Decode kernel ``(payload u8[::1], n, codebook f32[::1], signs f32[::1], table f32[:, :, ::1], out, out_addr, err)``.
 
@@ -379,9 +358,11 @@ def decode_kernel(
     hbits = 32 if hkind == HDR_F32 else 16
     rbits = hbits + m * w
     hadamard = rot == ROT_HADAMARD
-    # Hadamard: 32 coordinates per lane (the shuffles cost d log2(L) per vector, and they share the
-    # shared-memory pipe with the codebook reads); dense: 8 (each lane gathers m table rows)
-    lanes, vper = lane_layout(d, per_lane or (32 if hadamard else 8))
+    # Hadamard: max(16, k) coordinates per lane in chunks of max(8, k) (fastest of the layouts tried
+    # on an H100 for k = 8 and k = 32, see gpu/NOTES.md: the shuffles cost d log2(L) per vector and
+    # share the shared-memory pipe with the codebook reads); dense: 8 (each lane gathers m table rows)
+    lanes, vper = lane_layout(d, per_lane or (max(16, k) if hadamard else 8))
+    chunk = chunk or max(8, k)
     per_warp = 32 // lanes
     per_block = per_warp * _WARPS
     nk = n_codewords * k
@@ -389,7 +370,7 @@ def decode_kernel(
     hadamard = rot == ROT_HADAMARD
     esize = 4 if okind == OUT_F32 else 2
     stores = _vector_stores() if vector_store else None
-    vec_store = stores is not None and vper % 8 == 0 and (d * esize) % 16 == 0
+    vec_store = stores is not None and min(chunk, vper) % 8 == 0 and (d * esize) % 16 == 0
     sign_mask = hadamard and vper <= 64
     Z = [f"z{t}" for t in range(vper)]
     src = []
@@ -401,35 +382,32 @@ def decode_kernel(
     a(f"    sub = lane % {lanes}")
     a(f"    j0 = sub * {vper}")
     a(f"    row = (tid // 32) * {per_warp} + grp")
-    # paired: the codebook sits in shared memory as float64 words holding two float32 coordinates,
-    # so each lane reads its codewords with half as many (64-bit) loads; rows padded to an odd
-    # number of words so that random rows spread over the banks
-    pairs = paired and hadamard and k % 2 == 0
-    k2 = k // 2
-    kp2 = k2 if k2 % 2 else k2 + 1
-    if pairs:
-        a(f"    cb = cuda.shared.array({n_codewords * kp2}, float64)")
-    else:
-        a(f"    cb = cuda.shared.array({n_codewords * kp}, float32)")
+    a(f"    cb = cuda.shared.array({n_codewords * kp}, float32)")
     a(f"    scratch = cuda.shared.array({THREADS if SIMULATOR else 1}, float64)")
-    if pairs:
-        a(f"    for i in range(tid, {n_codewords * k2}, THREADS):")
-        a(f"        cb[(i // {k2}) * {kp2} + i % {k2}] = _pack2(codebook[2 * i], codebook[2 * i + 1])")
-    else:
-        a(f"    for i in range(tid, {nk}, THREADS):")
-        a(f"        cb[(i // {k}) * {kp} + i % {k}] = codebook[i]")
-    if sign_mask:  # bit t set: coordinate j0 + t has a negative sign
+    a(f"    for i in range(tid, {nk}, THREADS):")
+    a(f"        cb[(i // {k}) * {kp} + i % {k}] = codebook[i]")
+    # Hadamard: a lane holds C chunks of s consecutive coordinates, interleaved over the L lanes
+    # of its vector (chunk c of lane `sub` is coordinates (c L + sub) s ... + s - 1), so the L
+    # lanes' 16-byte stores of chunk c cover L s contiguous outputs (whole sectors).
+    s_ch = min(chunk, vper)
+    n_ch = vper // s_ch
+    log_s, log_l = s_ch.bit_length() - 1, lanes.bit_length() - 1
+
+    def g0(c: int) -> str:
+        return f"(({c} * {lanes} + sub) * {s_ch})"
+
+    if sign_mask:  # bit t set: the coordinate of slot t has a negative sign
         a("    smask = int64(0)")
         a("    pscale = float32(0.0)")
         a(f"    for t in range({vper}):")
-        a("        sv = signs[j0 + t]")
+        a(f"        sv = signs[((t // {s_ch}) * {lanes} + sub) * {s_ch} + t % {s_ch}]")
         a("        pscale = abs(sv)")
         a("        if sv < 0:")
         a("            smask |= int64(1) << t")
         a("    nscale = -pscale")
     elif hadamard:
         for t in range(vper):
-            a(f"    sg{t} = signs[j0 + {t}]")
+            a(f"    sg{t} = signs[{g0(t // s_ch)} + {t % s_ch}]")
     a("    cuda.syncthreads()")
     a(f"    base = int64(cuda.blockIdx.x) * {per_block}")
     a(f"    stride = int64(cuda.gridDim.x) * {per_block}")
@@ -444,49 +422,30 @@ def decode_kernel(
     a("                cuda.atomic.min(err, 0, vec)")
     a("                norm = float32(0.0)")
     if hadamard:
-        if k % vper == 0:  # the lane lies inside one block
-            a(f"            ix = _rd(payload, pos + {hbits} + (j0 // {k}) * {w}, {w})")
-            a(f"            if ix >= {n_codewords}:")
-            a("                cuda.atomic.min(err, 0, vec)")
-            a("                ix = 0")
-            if pairs:
-                a(f"            cbase = ix * {kp2} + (j0 % {k}) // 2")
-                for t in range(0, vper, 2):
-                    a(f"            cw = cb[cbase + {t // 2}]")
-                    a(f"            z{t} = norm * _lo32(cw)")
-                    a(f"            z{t + 1} = norm * _hi32(cw)")
-            else:
-                a(f"            cbase = ix * {kp} + j0 % {k}")
-                for t in range(vper):
-                    a(f"            z{t} = norm * cb[cbase + {t}]")
-        else:  # vper % k == 0: the lane holds whole blocks
-            for u in range(vper // k):
-                a(f"            ix = _rd(payload, pos + {hbits} + (j0 // {k} + {u}) * {w}, {w})")
+        per_read = min(s_ch, k)  # coordinates per codeword read: a chunk inside one block, or whole blocks
+        for c in range(n_ch):
+            for u in range(s_ch // per_read):
+                a(f"            ix = _rd(payload, pos + {hbits} + ({g0(c)} // {k} + {u}) * {w}, {w})")
                 a(f"            if ix >= {n_codewords}:")
                 a("                cuda.atomic.min(err, 0, vec)")
                 a("                ix = 0")
-                if pairs:
-                    for t in range(0, k, 2):
-                        a(f"            cw = cb[ix * {kp2} + {t // 2}]")
-                        a(f"            z{u * k + t} = norm * _lo32(cw)")
-                        a(f"            z{u * k + t + 1} = norm * _hi32(cw)")
-                else:
-                    for t in range(k):
-                        a(f"            z{u * k + t} = norm * cb[ix * {kp} + {t}]")
-        # in-register butterflies
-        h = 1
-        while h < vper:
-            for s in range(0, vper, 2 * h):
-                for jj in range(s, s + h):
-                    a(f"        z{jj}, z{jj + h} = z{jj} + z{jj + h}, z{jj} - z{jj + h}")
-            h *= 2
-        msk = 1
-        while msk < lanes:
-            a(f"        hi = (sub & {msk}) != 0")
-            for t in range(vper):
-                a(f"        p = _xor(scratch, tid, z{t}, {msk})")
-                a(f"        z{t} = (p - z{t}) if hi else (z{t} + p)")
-            msk *= 2
+                a(f"            cbase = ix * {kp} + {g0(c)} % {k}")
+                for t in range(per_read):
+                    a(f"            z{c * s_ch + u * per_read + t} = norm * cb[cbase + {t}]")
+        # butterflies in ascending coordinate-bit order (the same arithmetic for every layout):
+        # bits of the in-chunk offset and of the chunk number are in registers, the lane bits shuffle
+        for bit in range(d.bit_length() - 1):
+            if log_s <= bit < log_s + log_l:
+                msk = 1 << (bit - log_s)
+                a(f"        hi = (sub & {msk}) != 0")
+                for t in range(vper):
+                    a(f"        p = _xor(scratch, tid, z{t}, {msk})")
+                    a(f"        z{t} = (p - z{t}) if hi else (z{t} + p)")
+            else:
+                h = 1 << (bit if bit < log_s else bit - log_l)
+                for t in range(vper):
+                    if not t & h:
+                        a(f"        z{t}, z{t + h} = z{t} + z{t + h}, z{t} - z{t + h}")
         for t in range(vper):
             if sign_mask:
                 a(f"        z{t} = z{t} * (nscale if (smask >> {t}) & 1 else pscale)")
@@ -503,21 +462,23 @@ def decode_kernel(
         for t in range(vper):
             a(f"            z{t} = z{t} * norm")
     a("        if vec < n:")
+    # output column of slot t: chunked (Hadamard) or contiguous (dense, j0 + t)
+    col = (lambda t: f"{g0(t // s_ch)} + {t % s_ch}") if hadamard else (lambda t: f"j0 + {t}")
     if vec_store:
         name = {OUT_F16: "_st_f16", OUT_BF16: "_st_bf16", OUT_F32: "_st_f32"}[okind]
         for g8 in range(0, vper, 8):
-            a(f"            {name}(uint64(out_addr + (vec * {d} + j0 + {g8}) * {esize}), {', '.join(Z[g8:g8 + 8])})")
+            a(f"            {name}(uint64(out_addr + (vec * {d} + {col(g8)}) * {esize}), {', '.join(Z[g8:g8 + 8])})")
     else:
         for t in range(vper):
             conv = {OUT_F16: f"_to_f16(z{t})", OUT_BF16: f"_bf16_bits(z{t})", OUT_F32: f"z{t}"}[okind]
-            a(f"            out[vec, j0 + {t}] = {conv}")
+            a(f"            out[vec, {col(t)}] = {conv}")
     a("        base += stride")
     ns = _namespace()
     if stores is not None:
         ns.update({"_st_f16": stores[0], "_st_bf16": stores[1], "_st_f32": stores[2]})
     out_t = {OUT_F16: types.float16, OUT_BF16: uint16, OUT_F32: float32}[okind]
     sig = (uint8[::1], int64, float32[::1], float32[::1], float32[:, :, ::1], out_t[:, ::1], int64, int64[::1])
-    label = f"decode d={d} k={k} N={n_codewords} h={hkind} o={okind} rot={rot} vst={vec_store} L={lanes} pair={pairs} r={max_registers}"
+    label = f"decode d={d} k={k} N={n_codewords} h={hkind} o={okind} rot={rot} vst={vec_store} L={lanes} s={min(chunk, vper)} r={max_registers}"
     kern = _compile("\n".join(src), "kern", ns, sig, label, max_registers)
     return kern, (lambda n: _grid(n, per_block))
 

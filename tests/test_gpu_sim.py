@@ -119,23 +119,22 @@ def test_decode_within_rounding_of_cpu(codebook, rotation, dtype):
 
 
 @inner
-def test_decode_layouts_give_the_same_bits(codebook):
-    """Paired 64-bit codebook reads do not change one output bit; 1, 2 or 4 lanes per vector agree too.
+def test_decode_layouts_agree(codebook):
+    """1, 2 or 4 lanes per vector, coordinates interleaved over the lanes in chunks of 1, 2, 4 or 8.
 
-    (The simulator's shuffle stand-in goes through a float64 scratch array, so
-    layouts with a different number of shuffle stages agree to float32 rounding
-    here; on a GPU they are bit-identical, see ``test_gpu_device.py``.)
+    (The simulator's shuffle stand-in goes through a float64 scratch array, so the
+    layouts agree to float32 rounding here; on a GPU they are bit-identical, see
+    ``test_gpu_device.py``.)
     """
     cpu, gpu = _pair(codebook)
     codes = cpu.encode(np.random.default_rng(9).standard_normal((11, codebook.d)))
     want = cpu.decode(codes)
     for per_lane in (4, 8, 16):
-        gpu.decode_per_lane, gpu.decode_paired = per_lane, False
-        plain = gpu.decode(codes.payload, 11, dtype="float32").copy_to_host()
-        gpu.decode_paired = True
-        paired = gpu.decode(codes.payload, 11, dtype="float32").copy_to_host()
-        assert np.array_equal(paired, plain), per_lane
-        assert np.allclose(paired, want, rtol=2e-6, atol=1e-6 * np.abs(want).max()), per_lane
+        for chunk in (1, 2, 4, 8):
+            gpu.decode_per_lane, gpu.decode_chunk = per_lane, chunk
+            for dtype, tol in (("float32", 2e-6), ("float16", 2.0**-10)):
+                got = gpu.decode(codes.payload, 11, dtype=dtype).copy_to_host().astype(np.float64)
+                assert np.allclose(got, want, rtol=tol, atol=1e-6 * np.abs(want).max()), (per_lane, chunk, dtype)
 
 
 @inner
