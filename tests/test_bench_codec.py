@@ -9,8 +9,6 @@ under the default ``--benchmark-disable`` every benchmark runs once as a test
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -23,13 +21,6 @@ from .reference import decode_numpy, encode_numpy
 D, K, N = 128, 8, 256
 N_VECTORS = 4096
 ENCODERS = ("exhaustive", "two-stage", "clustered")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FIBQUANT_CACHE_DIR", str(tmp_path_factory.mktemp("codebooks")))
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,13 +28,6 @@ from .reference import decode_numpy, encode_numpy
 
 #: Small, fast designs for the tests (d = 32, k = 4).
 DESIGN = {"n_train": 20_000, "n_heldout": 20_000}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FIBQUANT_CACHE_DIR", str(tmp_path_factory.mktemp("codebooks")))
-        yield
 
 
 @pytest.fixture(scope="module")
