@@ -174,8 +174,8 @@ def run_benchmarks(
         # ---- decode-attention from codes vs fp16 SDPA
         codec = FibQuantCodec(cb, seed=0, rotation="hadamard", packing="fixed")
         g = GPUFibQuantCodec(codec)
-        # (records in flight, register cap, blocks per SM of the context split)
-        variants = [(2, 128, 2), (2, 64, 4), (1, 64, 4), (2, 80, 3), (2, 96, 2), (1, 96, 2), (4, 128, 2)] if tune else []
+        # (records in flight, register cap, blocks per SM of the context split, tokens per chunk)
+        variants = [(4, 128, 2, 4096), (2, 128, 2, 4096), (4, 128, 2, 2048)] if tune else []
         for b, h, t in shapes if "attention" in only else ():
             kf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
             vf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
@@ -195,15 +195,15 @@ def run_benchmarks(
             if len(variants) > 1:
                 best = None
                 for variant in variants:
-                    g.attention_unroll, g.attention_registers, g.attention_blocks_per_sm = variant
+                    g.attention_unroll, g.attention_registers, g.attention_blocks_per_sm, g.attention_chunk = variant
                     g.decode_attention(q, kp, vp, t, check=True)
                     vt = _graph_ms(torch, lambda: g.decode_attention(q, kp, vp, t, check=False, stream=stream()), median_ms)
-                    print(f"  attention variant (unroll, regs, blocks/SM)={variant}: {vt} ms", file=sys.stderr)
+                    print(f"  attention variant (unroll, regs, blocks/SM, chunk)={variant}: {vt} ms", file=sys.stderr)
                     if vt is not None and (best is None or vt < best[0]):
                         best = (vt, *variant)
                 if best is not None:
                     variants = [best[1:]]
-                    g.attention_unroll, g.attention_registers, g.attention_blocks_per_sm = best[1:]
+                    g.attention_unroll, g.attention_registers, g.attention_blocks_per_sm, g.attention_chunk = best[1:]
             ours = g.decode_attention(q, kp, vp, t, check=True)
             rel = float((ours.float() - ref).norm() / ref.norm())
             ours_ms = median_ms(lambda: g.decode_attention(q, kp, vp, t, check=False))
@@ -216,7 +216,8 @@ def run_benchmarks(
                 "sdpa ms": sdpa_ms, "codes ms": ours_ms, "speedup": sdpa_ms / ours_ms,
                 "sdpa graph ms": sdpa_g, "codes graph ms": ours_g,
                 "graph speedup": (sdpa_g / ours_g) if (sdpa_g and ours_g) else None,
-                "variant": f"u{g.attention_unroll}/r{g.attention_registers}/b{g.attention_blocks_per_sm}", "bytes ratio": fp16_bytes / code_bytes, "target": fp16_bytes / code_bytes / 2,
+                "variant": f"u{g.attention_unroll}/r{g.attention_registers}/b{g.attention_blocks_per_sm}/c{g.attention_chunk}",
+                "bytes ratio": fp16_bytes / code_bytes, "target": fp16_bytes / code_bytes / 2,
                 "codes GB/s": code_bytes / (ours_g or ours_ms) / 1e6, "rel err": rel,
             })
             del kf, vf, kp, vp

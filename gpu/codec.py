@@ -51,8 +51,11 @@ from .kernels import (
     OUT_F32,
     ROT_DENSE,
     ROT_HADAMARD,
+    MAX_SPLITS,
     THREADS,
+    allow_dynamic_shared,
     attention_kernel,
+    attention_plan,
     decode_kernel,
     encode_kernel,
     lane_layout,
@@ -70,6 +73,16 @@ _SMEM_LIMIT = 48 * 1024
 _HDR = {"float16": HDR_F16, "bfloat16": HDR_BF16, "float32": HDR_F32}
 _OUT = {"float16": OUT_F16, "bfloat16": OUT_BF16, "float32": OUT_F32}
 _UNROLL = 2  # key/value records in flight per thread in decode_attention (see gpu/NOTES.md)
+
+
+def _smem_optin(dev: Any) -> int:
+    """Shared memory a block may opt in to on ``dev`` (227 KiB on an H100; the simulator: the same)."""
+    if dev is None:
+        return 227 * 1024
+    try:
+        return int(dev.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+    except Exception:  # pragma: no cover - depends on the driver bindings
+        return _SMEM_LIMIT
 
 
 def _is_torch(a: Any) -> bool:
@@ -217,6 +230,11 @@ class GPUFibQuantCodec:
         self.attention_registers = 128
         #: blocks per SM of the default context split (one wave)
         self.attention_blocks_per_sm = 2
+        #: tokens per chunk of the two-pass decode-attention (scores of a chunk stay in shared memory)
+        self.attention_chunk = 4096
+        #: simulator only: read records as 32-bit words (True) or with the byte/halfword loader (False);
+        #: on a GPU whole words are used whenever both streams are word-aligned
+        self.attention_words32 = True
         #: decode tuning: coordinates per lane and per interleaved chunk (Hadamard; 0: the kernel's
         #: defaults, max(16, k) and max(8, k)) and a register cap (None: the compiler's choice)
         self.decode_per_lane = 0
@@ -397,9 +415,9 @@ class GPUFibQuantCodec:
         .. math:: o_h = \sum_i \operatorname{softmax}_i(\mathrm{scale}\,\langle q_h,\hat k_{h,i}\rangle)\,\hat v_{h,i}
 
         with :math:`\hat k, \hat v` the decoded vectors, computed without forming them. The
-        softmax weights of V are summed per (block, codeword) in 32-bit fixed point within
-        each chunk of ``THREADS * attention_unroll`` tokens (native shared-memory integer
-        atomics, so the result is deterministic), about 1e-6 relative error.
+        softmax weights of V are summed per (block, codeword) in 32-bit fixed point scaled to each
+        chunk's total weight (native shared-memory integer atomics, so the result is deterministic;
+        about ``2**-31`` relative rounding per token), then in float32 across chunks and splits.
 
         Parameters
         ----------
@@ -415,7 +433,8 @@ class GPUFibQuantCodec:
         dtype : {"float16", "bfloat16", "float32"}, optional
             Output format (default: ``q``'s).
         n_splits : int, optional
-            Context splits per head (default: enough blocks to fill the GPU).
+            Context splits per head, at most ``MAX_SPLITS`` = 128 (default: enough blocks to fill
+            the GPU in one wave).
         check : bool
             Raise ``ValueError`` on a corrupt record (a synchronisation).
         stream : numba stream, optional
@@ -444,30 +463,57 @@ class GPUFibQuantCodec:
         scale = 1.0 / math.sqrt(self.d) if scale is None else float(scale)
         if not math.isfinite(scale):
             raise ValueError(f"scale must be finite, got {scale}")
-        if qt is not None:
-            q32 = qt.reshape(bh, self.d).float().contiguous()
-            q32a = cuda.as_cuda_array(q32)
+        if qt is not None:  # fp16 queries are read as they are (no conversion launch)
+            import torch
+
+            q2 = qt.reshape(bh, self.d)
+            if q2.dtype != torch.float16:
+                q2 = q2.float()
+            q2 = q2.contiguous()
+            if check and not bool(torch.isfinite(q2).all()):
+                raise ValueError("q has NaN or Inf entries")
+            q32a = cuda.as_cuda_array(q2)
         else:
-            q32a = cuda.to_device(qa.copy_to_host().reshape(bh, self.d).astype(np.float32)) if np.dtype(qa.dtype) != np.float32 or qa.ndim != 2 else qa
+            host = qa.copy_to_host()
+            if check and not np.isfinite(host).all():
+                raise ValueError("q has NaN or Inf entries")
+            q32a = qa if qa.ndim == 2 else cuda.to_device(host.reshape(bh, self.d))
+        q_f16 = np.dtype(q32a.dtype) == np.float16
+        dev = None if SIMULATOR else cuda.get_current_device()
         if n_splits is None:
-            sms = 132 if SIMULATOR else cuda.get_current_device().MULTIPROCESSOR_COUNT
+            sms = 132 if dev is None else dev.MULTIPROCESSOR_COUNT
             # whole waves of attention_blocks_per_sm blocks per SM (a partial wave costs a whole one)
             n_splits = max(1, min(-(-T // 256), (self.attention_blocks_per_sm * sms) // bh))
-        n_splits = max(1, min(int(n_splits), T))
+        n_splits = max(1, min(int(n_splits), T, MAX_SPLITS))
         per_split = -(-T // n_splits)
         n_splits = -(-T // per_split)  # every split non-empty
         pmax, psum, pacc, counter = self._workspace(bh, n_splits)
         np_dt = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32}[dtype]
         out, ot = _empty((bh, self.d), np_dt, qt)
-        kern = attention_kernel(
-            self.d, self.k, self.n_codewords, self._hkind, self._rot, _OUT[dtype], self.attention_unroll, self.attention_registers
+        unroll = int(self.attention_unroll)
+        per_it = THREADS * unroll
+        # the chunk is the kernel's capacity (compile-time); a shorter split skips the iterations past its end
+        chunk = max(per_it, int(self.attention_chunk) // per_it * per_it)
+        plan = attention_plan(self.d, self.k, self.n_codewords, chunk, _smem_optin(dev))
+        chunk = plan["chunk"] // per_it * per_it
+        if chunk < per_it:
+            raise ValueError(f"attention_unroll={unroll} needs a chunk of {per_it} tokens, which does not fit in shared memory")
+        # whole 32-bit words when every record stream starts 4-byte aligned and is a whole number of words
+        words32 = not SIMULATOR or self.attention_words32
+        words32 = words32 and all(
+            a.shape[0] % 4 == 0 and (SIMULATOR or a.__cuda_array_interface__["data"][0] % 4 == 0) for a in (ka, va)
         )
-        gran = record_granularity(self.bits_per_vector)
+        kern = attention_kernel(
+            self.d, self.k, self.n_codewords, self._hkind, self._rot, _OUT[dtype], unroll, self.attention_registers,
+            plan["R"], chunk, words32, q_f16,
+        )
+        allow_dynamic_shared(kern, plan["bytes"])
+        gran = 4 if words32 else record_granularity(self.bits_per_vector)
         if gran > 1:
             view_dt = np.uint16 if gran == 2 else np.uint32
             ka, va = ka.view(view_dt), va.view(view_dt)
         self._reset_err(bh * T, check)
-        kern[(n_splits, bh), THREADS, *self._launch_args(stream)](
+        kern[(n_splits, bh), THREADS, 0 if stream is None else stream, plan["bytes"]](
             q32a, ka, va, T, per_split, np.float32(scale), self._cb32, self._att_signs, self._att_mat,
             pmax, psum, pacc, counter, out, self._err,
         )

@@ -23,6 +23,10 @@ is applied stage by stage in ascending coordinate-bit order (the same arithmetic
 for every layout): in-register butterflies for the bits a lane holds, warp
 shuffles (``shfl.xor``) for the lane bits; the dense rotation goes through a
 per-warp shared-memory staging row. The codebook lives in shared memory.
+Array indices in the hot loops are cast to ``uint64``: with a signed index
+numba adds 64-bit negative-index wraparound arithmetic to every access (removing
+it, with a branch-free fp16 header read and fewer load guards, cut the executed
+instructions of decode-attention 1.6x; see gpu/NOTES.md).
 
 The packed layout is the CPU one, bit for bit (:mod:`fibquant_theory.packing`,
 ``"fixed"`` mode): record ``i`` is ``[header | m indices of w bits]`` starting
@@ -45,13 +49,14 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from numba import float32, float64, int32, int64, types, uint8, uint16, uint32
+from numba import float32, float64, int32, int64, types, uint8, uint16, uint32, uint64
 
 from ._compat import SIMULATOR, cuda
 
 __all__ = [
     "THREADS",
     "COMPILED",
+    "MAX_SPLITS",
     "attention_kernel",
     "kernel_resources",
     "decode_kernel",
@@ -109,6 +114,15 @@ if SIMULATOR:
     def _to_f16(x):  # pragma: no cover
         return np.float16(x)
 
+    @cuda.jit(device=True)
+    def _prmt(x, y, s):  # pragma: no cover
+        """``prmt.b32``: byte ``i`` of the result is byte ``(s >> 4 i) & 7`` of the 8 bytes ``y:x``."""
+        v = ((int(y) & 0xFFFFFFFF) << 32) | (int(x) & 0xFFFFFFFF)
+        r = 0
+        for i in range(4):
+            r |= ((v >> (8 * ((int(s) >> (4 * i)) & 7))) & 0xFF) << (8 * i)
+        return r
+
 else:
 
     @cuda.jit(device=True, inline=True)
@@ -138,6 +152,10 @@ else:
     @cuda.jit(device=True, inline=True)
     def _to_f16(x):  # pragma: no cover - compiled
         return types.float16(x)
+
+    @cuda.jit(device=True, inline=True)
+    def _prmt(x, y, s):  # pragma: no cover - compiled
+        return cuda.libdevice.byte_perm(int32(x), int32(y), int32(s))
 
 
 @cuda.jit(device=True, inline=True)
@@ -172,6 +190,20 @@ def _header_value(bits, hkind):  # pragma: no cover - compiled
     if (bits >> 31) or ((bits >> 23) & 0xFF) == 0xFF:
         return float32(-1.0)
     return _bits_f32(bits)
+
+
+@cuda.jit(device=True, inline=True)
+def _f16_norm(bits):  # pragma: no cover - compiled
+    """Norm from fp16 header bits without branches; negative when not a finite number >= 0 (corrupt).
+
+    The exponent is rebiased in the integer bits (``+ 112``); a subnormal is read
+    with exponent 1 and its implicit ``2**-14`` subtracted, which is exact and
+    never forms a float32 subnormal (so flush-to-zero arithmetic is safe).
+    """
+    sub = (bits & 0x7C00) == 0
+    v = _bits_f32(((bits & 0x7FFF) << 13) + ((113 << 23) if sub else (112 << 23)))
+    v = v - (float32(6.103515625e-05) if sub else float32(0.0))
+    return v if bits < 0x7C00 else float32(-1.0)
 
 
 @cuda.jit(device=True, inline=True)
@@ -242,7 +274,7 @@ def _grid(n_units: int, per_block: int) -> int:
 @cuda.jit(device=True, inline=True)
 def _rd(buf, pos, nbits):  # pragma: no cover - compiled
     """Unsigned field of ``nbits <= 32`` bits from bit ``pos`` of the byte stream ``buf`` (reads only its bytes)."""
-    byte = pos >> 3
+    byte = uint64(pos >> 3)
     off = pos & 7
     v = int64(buf[byte])
     if off + nbits > 8:
@@ -431,7 +463,7 @@ def decode_kernel(
                 a("                ix = 0")
                 a(f"            cbase = ix * {kp} + {g0(c)} % {k}")
                 for t in range(per_read):
-                    a(f"            z{c * s_ch + u * per_read + t} = norm * cb[cbase + {t}]")
+                    a(f"            z{c * s_ch + u * per_read + t} = norm * cb[uint64(cbase + {t})]")
         # butterflies in ascending coordinate-bit order (the same arithmetic for every layout):
         # bits of the in-chunk offset and of the chunk number are in registers, the lane bits shuffle
         for bit in range(d.bit_length() - 1):
@@ -719,7 +751,7 @@ def _record_loader(prefix: str, buf: str, rec: str, rbits: int, indent: str, upt
         n_el = -(-need // (8 * g))
         lines.append(f"{indent}{prefix}e0 = ({prefix}pos >> 3) // {g}")
     for i in range(n_el):
-        lines.append(f"{indent}{prefix}b{i} = int64({buf}[{prefix}e0 + {i}]) if {prefix}e0 + {i} < {buf}.shape[0] else int64(0)")
+        lines.append(f"{indent}{prefix}b{i} = int64({buf}[uint64({prefix}e0 + {i})]) if {prefix}e0 + {i} < {buf}.shape[0] else int64(0)")
     per_word = 4 // g
     n_words = -(-n_el // per_word)
     for j in range(n_words):
@@ -746,39 +778,220 @@ def _field(prefix: str, p: int, width: int) -> str:
     return f"((({prefix}s{j} >> {o}) | ({prefix}s{j + 1} << {32 - o})) & {mask})"
 
 
+
+
+def _tree_sum(terms: list[str]) -> str:
+    """``terms`` summed as a balanced tree (dependency depth log2 of the count, not the count)."""
+    while len(terms) > 1:
+        terms = [f"({terms[i]} + {terms[i + 1]})" if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def _loader32(prefix: str, buf: str, rec: str, rbits: int, indent: str, upto: int = 0) -> list[str]:
+    """Source lines loading record ``rec`` of the 32-bit word stream ``buf`` into words ``{prefix}s0..`` (shifted to bit 0).
+
+    Record ``i`` starts at bit ``i R``: its offset in a word is a multiple of ``gcd(R, 32)``, so
+    ``ceil((32 - gcd + need) / 32)`` aligned loads hold the first ``need`` bits (``upto``, or the
+    whole record); words past the end of the stream read as 0. Byte-aligned offsets are shifted
+    with ``prmt`` (one instruction per word).
+    """
+    need = upto or rbits
+    gran = math.gcd(rbits, 32)
+    max_off = 32 - gran if gran < 32 else 0
+    n_load = -(-(max_off + need) // 32)
+    n_s = -(-need // 32)
+    lines = [f"{indent}{prefix}p = ({rec}) * {rbits}", f"{indent}{prefix}e = {prefix}p >> 5"]
+    for t in range(n_load):
+        # word t holds a bit of the record for every offset when 32 t < need; later ones may be past the end
+        guard = "" if 32 * t < need else f" if {prefix}e + {t} < {buf}.shape[0] else int64(0)"
+        lines.append(f"{indent}{prefix}w{t} = int64({buf}[uint64({prefix}e + {t})]){guard}")
+    if max_off == 0:
+        for j in range(n_s):
+            lines.append(f"{indent}{prefix}s{j} = {prefix}w{j}")
+    else:
+        lines.append(f"{indent}{prefix}o = {prefix}p & 31")
+        if gran % 8 == 0:  # byte-aligned offsets: one byte permute per word
+            lines.append(f"{indent}{prefix}sel = 0x3210 + ({prefix}o >> 3) * 0x1111")
+        for j in range(n_s):
+            hi = f"{prefix}w{j + 1}" if j + 1 < n_load else "int64(0)"
+            if gran % 8 == 0:
+                lines.append(f"{indent}{prefix}s{j} = _prmt({prefix}w{j}, {hi}, {prefix}sel) & 0xFFFFFFFF")
+            else:
+                lines.append(f"{indent}{prefix}s{j} = (({prefix}w{j} >> {prefix}o) | ({hi} << (32 - {prefix}o))) & 0xFFFFFFFF")
+    lines.append(f"{indent}{prefix}s{n_s} = int64(0)")
+    return lines
+
+
+#: Most context splits per head of :func:`attention_kernel` (the merge keeps their weights in shared memory).
+MAX_SPLITS = 128
+
+
+def _row(n_codewords: int) -> int:
+    """Row stride (words) of the per-block weight and transposed-codebook tables: 16-byte rows when possible."""
+    return n_codewords + 4 if n_codewords % 4 == 0 else n_codewords + 1
+
+
+def attention_plan(d: int, k: int, n_codewords: int, chunk: int, smem_bytes: int) -> dict[str, int]:
+    """Shared-memory plan of :func:`attention_kernel` (offsets in 4-byte words) for at most ``smem_bytes``.
+
+    The lookup table and the weight bins hold ``R`` copies of every block's row
+    (``R = 32 / m`` when ``m = d / k`` is a power of two up to 32, fewer when
+    they would not fit): lane ``l`` reads and adds into copy ``(l // m) % R`` and
+    visits its record's blocks starting at block ``l % m``, so the 32 lanes of a
+    warp touch 32 different banks at every step. ``chunk`` tokens' scores are
+    kept between the two passes over a chunk. Raises ``ValueError`` when even one
+    copy and a chunk of ``THREADS`` tokens do not fit.
+    """
+    m = d // k
+    n = n_codewords
+    r = 32 // m if (m & (m - 1)) == 0 and m <= 32 else 1
+    chunk = max(THREADS, chunk)
+    while True:
+        st = r * m
+        plan = {"m": m, "R": r, "ST": st, "chunk": chunk, "lut": 0, "bins": n * st, "sc": 2 * n * st}
+        plan["wacc"] = plan["sc"] + max(chunk, 3 * MAX_SPLITS)
+        plan["cbt"] = plan["wacc"] + m * _row(n)
+        plan["q"] = plan["cbt"] + k * _row(n)
+        plan["red"] = plan["q"] + d
+        plan["flag"] = plan["red"] + 3 * _WARPS
+        plan["bytes"] = 4 * (plan["flag"] + 1)
+        if plan["bytes"] <= smem_bytes:
+            return plan
+        if r > 1:
+            r //= 2
+        elif chunk > THREADS:
+            chunk //= 2
+        else:
+            raise ValueError(
+                f"decode-attention needs {plan['bytes']} bytes of shared memory for d={d}, k={k}, N={n}; "
+                f"the device allows {smem_bytes} per block"
+            )
+
+
 @lru_cache(maxsize=None)
-def attention_kernel(d: int, k: int, n_codewords: int, hkind: int, rot: int, okind: int, unroll: int = 4, max_registers: int = 64):
-    """Split-context decode-attention from codes, one launch.
+def attention_kernel(
+    d: int, k: int, n_codewords: int, hkind: int, rot: int, okind: int, unroll: int, max_registers: int | None,
+    replicas: int, chunk: int, words32: bool, q_f16: bool = False,
+):
+    """Split-context decode-attention from codes, one launch (``plan = attention_plan(...)``; dynamic shared memory ``plan["bytes"]``).
 
     Signature ``(q f32[:, ::1] (BH, d), kpay, vpay, T, per_split, scale, codebook f32[::1], signs f32[::1],
     mat f32[:, ::1], pmax f32[:, ::1], psum f32[:, ::1], pacc f32[:, :, ::1], counter i32[::1], out (BH, d),
-    err i64[::1])``; grid ``(n_splits, BH)``; ``kpay``/``vpay`` are the payloads viewed as
-    ``uint{8 g}`` with ``g = record_granularity(R)``; ``signs`` holds the
-    Hadamard signs and ``1/sqrt(d)`` last; ``mat`` is ``M^T`` (dense).
+    err i64[::1])``; grid ``(n_splits, BH)``. ``kpay``/``vpay`` are the payloads
+    viewed as ``uint32`` words (``words32``) or as ``uint{8 g}`` with
+    ``g = record_granularity(R)``; ``signs`` holds the Hadamard signs and
+    ``1/sqrt(d)`` last; ``mat`` is ``M^T`` (dense).
 
-    Block ``(s, h)`` rotates query ``h`` (``Pi q``), builds the lookup tables
-    ``LUT[b, n] = scale <(Pi q)_b, c_n>`` in shared memory, scores its tokens
-    ``s_i = nu_i sum_b LUT[b, i_b]`` without dequantising K (``unroll``
-    records in flight per thread), and accumulates the softmax weights of V per
-    (block, codeword): ``W[b, n] += p_i nu'_i`` for ``n = i'_b``, so that
-    ``sum_i p_i Pi v_i = (sum_n W[b, n] c_n)_b``. The last block of a head
-    (atomic ticket) merges the splits and applies the inverse rotation once,
-    so V is never materialised either.
+    Block ``(s, h)`` rotates query ``h`` (``Pi q``, warp shuffles for the
+    Hadamard), builds ``LUT[b, n] = scale <(Pi q)_b, c_n>`` in shared memory
+    (``replicas`` copies, see :func:`attention_plan`) and walks its tokens in
+    chunks of ``chunk``. Pass 1 scores every token of the chunk,
+    ``s_i = nu_i sum_b LUT[b, i_b]`` (``unroll`` records in flight per thread, no K
+    dequantised), keeps the scores in shared memory and reduces, per block,
+    ``M = max s``, ``L = sum exp(s - M)`` and ``G = sum exp(s - M) nu'_i``. Pass 2
+    adds ``p_i nu'_i`` for every value block into integer bins
+    ``W[b, i'_b]`` in fixed point of scale ``2^30 / G`` (the bins cannot
+    overflow, rounding is ``2^-31`` of the chunk's weight per token, native
+    shared atomics, deterministic). The bins are folded into float
+    accumulators rescaled to the running maximum after every chunk, and
+    ``(sum_n W[b, n] c_n)_b = sum_i p_i (Pi v_i)_b`` is formed once per block. The last
+    block of a head (atomic ticket) merges the splits and applies the inverse
+    rotation, so V is never materialised either.
     """
     m = d // k
-    w = (n_codewords - 1).bit_length()
+    ncw = n_codewords
+    w = (ncw - 1).bit_length()
     hbits = 32 if hkind == HDR_F32 else 16
     rbits = hbits + m * w
-    ncw = n_codewords
-    nk = n_codewords * k
-    mn = m * n_codewords
-    pad = ncw + 1
+    R = replicas
+    plan = attention_plan(d, k, ncw, chunk, 1 << 40)
+    # offsets for these replicas / chunk
+    st = R * m
+    o_lut, o_bins, o_sc = 0, ncw * st, 2 * ncw * st
+    o_wacc = o_sc + max(chunk, 3 * MAX_SPLITS)
+    nr = _row(ncw)
+    o_cbt = o_wacc + m * nr
+    o_q = o_cbt + k * nr
+    o_red = o_q + d
+    o_flag = o_red + 3 * _WARPS
+    del plan
     hadamard = rot == ROT_HADAMARD
     check_ix = ncw != (1 << w)
-    chunk = THREADS * unroll
-    g = record_granularity(rbits)
-    a_lines: list[str] = []
-    a = a_lines.append
+    per_it = THREADS * unroll
+    n_it = chunk // per_it
+    assert chunk % per_it == 0, (chunk, per_it)
+    prmt_path = w == 8 and m % 4 == 0 and (m & (m - 1)) == 0 and hbits % 16 == 0
+    rot_span = min(m, 32)  # lane rotations 0 .. rot_span - 1
+    n_rot_bits = (rot_span - 1).bit_length()
+    V = max(1, d // 32)  # coordinates per lane of the warp Hadamard
+    hl = d // V  # lanes holding coordinates
+    P = 1
+    while P * 2 * d <= THREADS and P * 2 <= 32:
+        P *= 2
+    src: list[str] = []
+    a = src.append
+
+    def loader(prefix: str, buf: str, rec: str, indent: str, upto: int = 0) -> None:
+        if words32:
+            src.extend(_loader32(prefix, buf, rec, rbits, indent, upto))
+        else:
+            src.extend(_record_loader(prefix, buf, rec, rbits, indent, upto)[0])
+
+    def rotated_fields(prefix: str, indent: str) -> None:
+        """Fields ``{prefix}g0..`` = the record's block indices rotated by this lane's ``rot``."""
+        if prmt_path:
+            nq = m // 4
+            for j in range(nq):
+                if hbits == 32:
+                    a(f"{indent}{prefix}z{j} = {prefix}s{j + 1}")
+                else:
+                    a(f"{indent}{prefix}z{j} = _prmt({prefix}s{j}, {prefix}s{j + 1}, 0x5432)")
+            for beta in range(max(0, n_rot_bits - 2)):  # whole-word part of the rotation
+                sh = 1 << beta
+                if sh >= nq:
+                    break
+                tmp = [f"{prefix}z{(j + sh) % nq} if rq{beta} else {prefix}z{j}" for j in range(nq)]
+                a(f"{indent}{', '.join(f'{prefix}z{j}' for j in range(nq))} = {', '.join(tmp)}" + ("," if nq == 1 else ""))
+            for j in range(nq):
+                a(f"{indent}{prefix}y{j} = _prmt({prefix}z{j}, {prefix}z{(j + 1) % nq}, rsel)")
+            for j in range(m):
+                a(f"{indent}{prefix}g{j} = ({prefix}y{j // 4} >> {8 * (j % 4)}) & 255")
+        else:
+            for j in range(m):
+                a(f"{indent}{prefix}g{j} = {_field(prefix, hbits + j * w, w)}")
+            for beta in range(n_rot_bits):
+                sh = 1 << beta
+                tmp = [f"{prefix}g{(j + sh) % m} if rb{beta} else {prefix}g{j}" for j in range(m)]
+                a(f"{indent}{', '.join(f'{prefix}g{j}' for j in range(m))} = {', '.join(tmp)}" + ("," if m == 1 else ""))
+
+    def hdr(bits: str) -> str:
+        return f"_f16_norm({bits})" if hkind == HDR_F16 else f"_header_value({bits}, {hkind})"
+
+    def slot(j: int) -> str:
+        """Word offset of this lane's copy of the block it visits at step ``j`` (inside a row of ``st`` words)."""
+        if m <= 32:
+            return f"o{j}"
+        return f"(rot + {j} - ({m} if rot >= {m - j} else 0))"
+
+    def warp_hadamard(indent: str, load: str) -> None:
+        """``x0..`` := the unnormalised Hadamard transform of ``load(i)`` (coordinates lane * V + t), every warp."""
+        for t in range(V):
+            a(f"{indent}ci = lane * {V} + {t}")
+            a(f"{indent}x{t} = {load} if lane < {hl} else float32(0.0)")
+        hh = 1
+        while hh < V:
+            for t in range(V):
+                if not t & hh:
+                    a(f"{indent}x{t}, x{t + hh} = x{t} + x{t + hh}, x{t} - x{t + hh}")
+            hh *= 2
+        msk = 1
+        while msk < hl:
+            a(f"{indent}hi = (lane & {msk}) != 0")
+            for t in range(V):
+                a(f"{indent}pv = _xor(scratch, tid, x{t}, {msk})")
+                a(f"{indent}x{t} = (pv - x{t}) if hi else (x{t} + pv)")
+            msk *= 2
+
     a("def kern(q, kpay, vpay, T, per_split, scale, codebook, signs, mat, pmax, psum, pacc, counter, out, err):")
     a("    tid = cuda.threadIdx.x")
     a("    lane = tid % 32")
@@ -786,216 +999,278 @@ def attention_kernel(d: int, k: int, n_codewords: int, hkind: int, rot: int, oki
     a("    split = cuda.blockIdx.x")
     a("    h = cuda.blockIdx.y")
     a("    n_split = cuda.gridDim.x")
-    a(f"    cbt = cuda.shared.array(({k}, {pad}), float32)")
-    a(f"    lut = cuda.shared.array({m * pad}, float32)")
-    a(f"    wi = cuda.shared.array(({m}, {pad}), int32)")
-    a(f"    qa = cuda.shared.array({d}, float32)")
-    a(f"    qb = cuda.shared.array({d}, float32)")
-    a(f"    red = cuda.shared.array({_WARPS}, float32)")
-    a(f"    red2 = cuda.shared.array({_WARPS}, float32)")
-    a("    flag = cuda.shared.array(1, int32)")
+    a("    fs = cuda.shared.array(0, float32)")
+    a("    ins = cuda.shared.array(0, int32)")
     a(f"    scratch = cuda.shared.array({THREADS if SIMULATOR else 1}, float64)")
     a("    ninf = float32(-np.inf)")
-    a(f"    for i in range(tid, {nk}, THREADS):")
-    a(f"        cbt[i % {k}, i // {k}] = codebook[i]")
-    a(f"    for i in range(tid, {m * pad}, THREADS):")
-    a(f"        wi[i // {pad}, i % {pad}] = int32(0)")
-    a(f"    for i in range(tid, {d}, THREADS):")
-    a(f"        qa[i] = q[h, i] * signs[i]" if hadamard else "        qa[i] = q[h, i]")
-    a("    cuda.syncthreads()")
-
-    def hadamard_smem(indent: str, final: str) -> None:
-        hh = 1
-        while hh < d:
-            a(f"{indent}for i in range(tid, {d // 2}, THREADS):")
-            a(f"{indent}    jj = (i // {hh}) * {2 * hh} + i % {hh}")
-            a(f"{indent}    x0 = qa[jj]")
-            a(f"{indent}    x1 = qa[jj + {hh}]")
-            a(f"{indent}    qb[jj] = x0 + x1")
-            a(f"{indent}    qb[jj + {hh}] = x0 - x1")
-            a(f"{indent}cuda.syncthreads()")
-            a(f"{indent}for i in range(tid, {d}, THREADS):")
-            a(f"{indent}    qa[i] = qb[i]")
-            a(f"{indent}cuda.syncthreads()")
-            hh *= 2
-        a(f"{indent}for i in range(tid, {d}, THREADS):")
-        a(f"{indent}    {final}")
-
+    a(f"    for i in range(tid, {ncw * st}, THREADS):")
+    a(f"        ins[{o_bins} + i] = int32(0)")
+    a(f"    for i in range(tid, {m * nr}, THREADS):")
+    a(f"        fs[{o_wacc} + i] = float32(0.0)")
+    # ---- rotated query into fs[o_q:]
     if hadamard:
-        hadamard_smem("    ", f"qa[i] = qa[i] * signs[{d}]")
+        warp_hadamard("    ", "float32(q[h, ci]) * signs[ci]")
+        a(f"    if warp == 0 and lane < {hl}:")
+        for t in range(V):
+            a(f"        fs[{o_q} + lane * {V} + {t}] = x{t} * signs[{d}]")
     else:
         a(f"    for i in range(tid, {d}, THREADS):")
         a("        acc = float32(0.0)")
         a(f"        for l in range({d}):")
-        a("            acc += qa[l] * mat[l, i]")
-        a("        qb[i] = acc")
-        a("    cuda.syncthreads()")
-        a(f"    for i in range(tid, {d}, THREADS):")
-        a("        qa[i] = qb[i]")
+        a("            acc += float32(q[h, l]) * mat[l, i]")
+        a(f"        fs[{o_q} + i] = acc")
     a("    cuda.syncthreads()")
-    a(f"    for e in range(tid, {mn}, THREADS):")
-    a(f"        b = e // {ncw}")
-    a(f"        c = e % {ncw}")
-    a("        acc = float32(0.0)")
-    a(f"        for t in range({k}):")
-    a(f"            acc += qa[b * {k} + t] * cbt[t, c]")
-    a(f"        lut[b * {pad} + c] = acc * scale")
+    # ---- lookup tables (R copies) and the transposed codebook
+    a(f"    for n in range(tid, {ncw}, THREADS):")
+    for t in range(k):
+        a(f"        c{t} = codebook[n * {k} + {t}]")
+        a(f"        fs[{o_cbt + t * nr} + n] = c{t}")
+    for b in range(m):
+        a(f"        v = ({' + '.join(f'c{t} * fs[{o_q + b * k + t}]' for t in range(k))}) * scale")
+        for r in range(R):
+            a(f"        fs[{o_lut} + n * {st} + {r * m + b}] = v")
+    # ---- lane constants of the conflict-free visiting order
+    a(f"    rot = lane % {m}")
+    a(f"    repm = ((lane // {m}) % {R}) * {m}")
+    if m <= 32:
+        for j in range(m):
+            a(f"    o{j} = repm + (rot + {j}) % {m}")
+    if prmt_path:
+        a("    rsel = 0x3210 + (rot & 3) * 0x1111")
+        for beta in range(max(0, n_rot_bits - 2)):
+            a(f"    rq{beta} = ((rot >> {beta + 2}) & 1) != 0")
+    else:
+        for beta in range(n_rot_bits):
+            a(f"    rb{beta} = ((rot >> {beta}) & 1) != 0")
     a("    cuda.syncthreads()")
     a("    t_lo = int64(split) * per_split")
     a("    t_hi = min(t_lo + per_split, T)")
     a("    rec0 = int64(h) * T")
     a("    run_max = ninf")
     a("    run_sum = float32(0.0)")
-    n_reg = -(-(m * pad) // THREADS)
-    for r in range(n_reg):
-        a(f"    wr{r} = float32(0.0)")
-    a("    lo = t_lo")
-    a("    while lo < t_hi:")
-    # ---- keys: scores of `unroll` tokens per thread, loads first
+    a("    c_lo = t_lo")
+    a("    while c_lo < t_hi:")
+    a(f"        c_hi = min(c_lo + {chunk}, t_hi)")
+    a("        pm = ninf")
+    a("        pl = float32(0.0)")
+    a("        pg = float32(0.0)")
+    # ---- pass 1: scores
+    a(f"        for it in range({n_it}):")
+    a(f"            base = c_lo + it * {per_it}")
+    a("            if base < c_hi:")
+    ind = "                "
     for u in range(unroll):
-        a(f"        i{u} = lo + tid + {u * THREADS}")
-        a(f"        ok{u} = i{u} < t_hi")
-        lines, _ = _record_loader(f"k{u}", "kpay", f"rec0 + (i{u} if ok{u} else t_lo)", rbits, "        ")
-        a_lines.extend(lines)
-        lines, _ = _record_loader(f"h{u}", "vpay", f"rec0 + (i{u} if ok{u} else t_lo)", rbits, "        ", hbits)
-        a_lines.extend(lines)
-    a("        cmax = ninf")
-    a("        vmax = float32(0.0)")
+        a(f"{ind}i{u} = base + {u * THREADS} + tid")
+        a(f"{ind}ok{u} = i{u} < c_hi")
+        a(f"{ind}r{u} = rec0 + (i{u} if ok{u} else c_lo)")
+        loader(f"k{u}", "kpay", f"r{u}", ind)
+        loader(f"h{u}", "vpay", f"r{u}", ind, hbits)
     for u in range(unroll):
-        a(f"        nu = _header_value({_field(f'k{u}', 0, hbits)}, {hkind})")
-        a(f"        if ok{u} and nu < 0:")
-        a(f"            cuda.atomic.min(err, 0, rec0 + i{u})")
-        a("        nu = max(nu, float32(0.0))")
+        a(f"{ind}nu = {hdr(_field(f'k{u}', 0, hbits))}")
+        a(f"{ind}if nu < 0:")
+        a(f"{ind}    if ok{u}:")
+        a(f"{ind}        cuda.atomic.min(err, 0, r{u})")
+        a(f"{ind}    nu = float32(0.0)")
+        rotated_fields(f"k{u}", ind)
         terms = []
-        for b in range(m):
-            a(f"        f{b} = {_field(f'k{u}', hbits + b * w, w)}")
+        for j in range(m):
             if check_ix:
-                a(f"        if f{b} >= {ncw}:")
-                a(f"            if ok{u}:")
-                a(f"                cuda.atomic.min(err, 0, rec0 + i{u})")
-                a(f"            f{b} = 0")
-            terms.append(f"lut[{b * pad} + f{b}]")
-        a(f"        s{u} = nu * ({' + '.join(terms)}) if ok{u} else ninf")
-        a(f"        cmax = max(cmax, s{u})")
-        a(f"        if ok{u}:")
-        a(f"            vmax = max(vmax, _header_value({_field(f'h{u}', 0, hbits)}, {hkind}))")
-    # ---- block max
+                a(f"{ind}if k{u}g{j} >= {ncw}:")
+                a(f"{ind}    if ok{u}:")
+                a(f"{ind}        cuda.atomic.min(err, 0, r{u})")
+                a(f"{ind}    k{u}g{j} = 0")
+            terms.append(f"fs[uint64({o_lut} + k{u}g{j} * {st} + {slot(j)})]")
+        a(f"{ind}s{u} = nu * {_tree_sum(terms)} if ok{u} else ninf")
+        a(f"{ind}fs[uint64({o_sc} + it * {per_it} + {u * THREADS} + tid)] = s{u}")
+        a(f"{ind}nv{u} = max({hdr(_field(f'h{u}', 0, hbits))}, float32(0.0))")
+    a(f"{ind}mx = max(pm, {', '.join(f's{u}' for u in range(unroll))})" if unroll > 1 else f"{ind}mx = max(pm, s0)")
+    a(f"{ind}if mx > ninf:")
+    a(f"{ind}    fo = math.exp(pm - mx) if pm > ninf else float32(0.0)")
+    a(f"{ind}    pl = pl * fo")
+    a(f"{ind}    pg = pg * fo")
+    for u in range(unroll):
+        a(f"{ind}    if ok{u}:")
+        a(f"{ind}        e = math.exp(s{u} - mx)")
+        a(f"{ind}        pl += e")
+        a(f"{ind}        pg += e * nv{u}")
+    a(f"{ind}    pm = mx")
+    # ---- block reduction of (max, sum p, sum p nu')
     for msk in (1, 2, 4, 8, 16):
-        a(f"        cmax = max(cmax, _xor(scratch, tid, cmax, {msk}))")
-        a(f"        vmax = max(vmax, _xor(scratch, tid, vmax, {msk}))")
+        a(f"        om = _xor(scratch, tid, pm, {msk})")
+        a(f"        ol = _xor(scratch, tid, pl, {msk})")
+        a(f"        og = _xor(scratch, tid, pg, {msk})")
+        a("        mx = max(pm, om)")
+        a("        fa = math.exp(pm - mx) if pm > ninf else float32(0.0)")
+        a("        fb = math.exp(om - mx) if om > ninf else float32(0.0)")
+        a("        pl = pl * fa + ol * fb")
+        a("        pg = pg * fa + og * fb")
+        a("        pm = mx")
     a("        if lane == 0:")
-    a("            red[warp] = cmax")
-    a("            red2[warp] = vmax")
+    a(f"            fs[{o_red} + warp] = pm")
+    a(f"            fs[{o_red + _WARPS} + warp] = pl")
+    a(f"            fs[{o_red + 2 * _WARPS} + warp] = pg")
     a("        cuda.syncthreads()")
-    a("        new_max = run_max")
-    a("        vtop = float32(0.0)")
+    a("        cm = ninf")
     a(f"        for i in range({_WARPS}):")
-    a("            new_max = max(new_max, red[i])")
-    a("            vtop = max(vtop, red2[i])")
-    a("        fsc = math.exp(run_max - new_max) if run_max > ninf else float32(0.0)")
-    a("        run_sum *= fsc")
-    a("        run_max = new_max")
-    # fixed point: every weight p nu <= vtop, at most `chunk` of them per bin -> the sum stays below 2**30
-    a(f"        qs = float32({float(2 ** 30 / chunk)}) / vtop if vtop > 0 else float32(0.0)")
-    a("        cuda.syncthreads()")
-    # ---- values: loads first, then the weight atomics
+    a(f"            cm = max(cm, fs[{o_red} + i])")
+    a("        cl = float32(0.0)")
+    a("        cg = float32(0.0)")
+    a(f"        for i in range({_WARPS}):")
+    a(f"            wm = fs[{o_red} + i]")
+    a("            if wm > ninf:")
+    a("                fe = math.exp(wm - cm)")
+    a(f"                cl += fs[{o_red + _WARPS} + i] * fe")
+    a(f"                cg += fs[{o_red + 2 * _WARPS} + i] * fe")
+    # fixed point: sum_i round(p_i nu'_i qs) <= 2**30 (1 + 1e-6) + chunk / 2 < 2**31 in every bin
+    a(f"        qs = float32({float(2 ** 30)}) / cg if cg > 0 else float32(0.0)")
+    # ---- pass 2: value weights into the bins
+    a(f"        for it in range({n_it}):")
+    a(f"            base = c_lo + it * {per_it}")
+    a("            if base < c_hi:")
     for u in range(unroll):
-        lines, _ = _record_loader(f"v{u}", "vpay", f"rec0 + (i{u} if ok{u} else t_lo)", rbits, "        ")
-        a_lines.extend(lines)
+        a(f"{ind}i{u} = base + {u * THREADS} + tid")
+        a(f"{ind}ok{u} = i{u} < c_hi")
+        a(f"{ind}r{u} = rec0 + (i{u} if ok{u} else c_lo)")
+        loader(f"v{u}", "vpay", f"r{u}", ind)
     for u in range(unroll):
-        a(f"        if ok{u}:")
-        a(f"            p = math.exp(s{u} - run_max)")
-        a("            run_sum += p")
-        a(f"            nu = _header_value({_field(f'v{u}', 0, hbits)}, {hkind})")
-        a("            if nu < 0:")
-        a(f"                cuda.atomic.min(err, 0, rec0 + i{u})")
-        a("                nu = float32(0.0)")
-        a("            pw = int32(p * nu * qs + float32(0.5))")
-        for b in range(m):
-            a(f"            f = {_field(f'v{u}', hbits + b * w, w)}")
+        a(f"{ind}if ok{u}:")
+        i2 = ind + "    "
+        a(f"{i2}nu = {hdr(_field(f'v{u}', 0, hbits))}")
+        a(f"{i2}if nu < 0:")
+        a(f"{i2}    cuda.atomic.min(err, 0, r{u})")
+        a(f"{i2}    nu = float32(0.0)")
+        a(f"{i2}p = math.exp(fs[uint64({o_sc} + it * {per_it} + {u * THREADS} + tid)] - cm)")
+        a(f"{i2}pw = int32(p * nu * qs + float32(0.5))")
+        rotated_fields(f"v{u}", i2)
+        for j in range(m):
             if check_ix:
-                a(f"            if f >= {ncw}:")
-                a(f"                cuda.atomic.min(err, 0, rec0 + i{u})")
-                a("                f = 0")
-            a(f"            cuda.atomic.add(wi, ({b}, f), pw)")
-    a(f"        lo += {chunk}")
+                a(f"{i2}if v{u}g{j} >= {ncw}:")
+                a(f"{i2}    cuda.atomic.min(err, 0, r{u})")
+                a(f"{i2}    v{u}g{j} = 0")
+            a(f"{i2}cuda.atomic.add(ins, uint64({o_bins} + v{u}g{j} * {st} + {slot(j)}), pw)")
     a("        cuda.syncthreads()")
-    # ---- flush the integer bins into the per-thread float weights (rescaled to the new maximum)
-    a("        inv = float32(1.0) / qs if qs > 0 else float32(0.0)")
-    for r in range(n_reg):
-        e = f"(tid + {r * THREADS})"
-        a(f"        if {e} < {m * pad}:")
-        a(f"            wr{r} = wr{r} * fsc + float32(wi[{e} // {pad}, {e} % {pad}]) * inv")
-        a(f"            wi[{e} // {pad}, {e} % {pad}] = int32(0)")
-    a("        cuda.syncthreads()")
-    for r in range(n_reg):
-        e = f"(tid + {r * THREADS})"
-        a(f"    if {e} < {m * pad}:")
-        a(f"        lut[{e}] = wr{r}")
+    # ---- fold the bins into the float accumulators (rescaled to the running maximum), zero them
+    a("        nm = max(run_max, cm)")
+    a("        fo = math.exp(run_max - nm) if run_max > ninf else float32(0.0)")
+    a("        fc = math.exp(cm - nm) if cm > ninf else float32(0.0)")
+    a("        run_sum = run_sum * fo + cl * fc")
+    a("        run_max = nm")
+    a("        inv = fc / qs if qs > 0 else float32(0.0)")
+    n_words = ncw * st
+    a(f"        for r2 in range({-(-n_words // THREADS)}):")
+    a("            wi = tid + r2 * THREADS")
+    a("            bv = int32(0)")
+    a(f"            if wi < {n_words}:")
+    a(f"                bv = ins[uint64({o_bins} + wi)]")
+    a(f"                ins[uint64({o_bins} + wi)] = int32(0)")
+    msk = m
+    while R > 1 and msk < 32:  # sum the R copies (lanes that differ in the copy bits)
+        a(f"            bv = int32(bv + _xor(scratch, tid, bv, {msk}))")
+        msk *= 2
+    a(f"            bb = wi % {st}")
+    a(f"            if wi < {n_words} and bb < {m}:")
+    a(f"                ea = uint64({o_wacc} + bb * {nr} + wi // {st})")
+    a("                fs[ea] = fs[ea] * fo + float32(bv) * inv")
+    a("        c_lo += " + str(chunk))
     a("    cuda.syncthreads()")
-    # ---- block sum of the softmax denominators
-    for msk in (1, 2, 4, 8, 16):
-        a(f"    run_sum += _xor(scratch, tid, run_sum, {msk})")
-    a("    if lane == 0:")
-    a("        red[warp] = run_sum")
-    a("    cuda.syncthreads()")
-    a(f"    for j in range(tid, {d}, THREADS):")
-    a(f"        b = j // {k}")
-    a(f"        t = j % {k}")
+    # ---- this split's weighted sum of V (rotated frame): out_b = sum_n W[b, n] c_n, P threads per output
+    a(f"    jj = tid // {P}")
+    a(f"    part = tid % {P}")
+    a(f"    for j0 in range(0, {d}, {THREADS // P}):")
+    a("        j = j0 + jj")
     a("        acc = float32(0.0)")
-    a(f"        for c in range({ncw}):")
-    a(f"            acc += lut[b * {pad} + c] * cbt[t, c]")
-    a("        pacc[h, split, j] = acc")
+    a(f"        if j < {d}:")
+    if ncw % P == 0:  # part p sums codewords p N/P ... (p + 1) N/P - 1, unrolled (constant offsets, vector loads)
+        span = ncw // P
+        a(f"            bw = {o_wacc} + (j // {k}) * {nr} + part * {span}")
+        a(f"            bc = {o_cbt} + (j % {k}) * {nr} + part * {span}")
+        for i in range(span):
+            a(f"            acc += fs[uint64(bw + {i})] * fs[uint64(bc + {i})]")
+    else:
+        a(f"            bw = {o_wacc} + (j // {k}) * {nr}")
+        a(f"            bc = {o_cbt} + (j % {k}) * {nr}")
+        a(f"            for n in range(part, {ncw}, {P}):")
+        a("                acc += fs[uint64(bw + n)] * fs[uint64(bc + n)]")
+    pm_ = 1
+    while pm_ < P:
+        a(f"        acc += _xor(scratch, tid, acc, {pm_})")
+        pm_ *= 2
+    a(f"        if j < {d} and part == 0:")
+    a("            pacc[h, split, j] = acc")
     a("    if tid == 0:")
-    a("        tot = float32(0.0)")
-    a(f"        for i in range({_WARPS}):")
-    a("            tot += red[i]")
     a("        pmax[h, split] = run_max")
-    a("        psum[h, split] = tot")
+    a("        psum[h, split] = run_sum")
     a("    cuda.threadfence()")
     a("    cuda.syncthreads()")
     a("    if tid == 0:")
     a("        ticket = cuda.atomic.add(counter, h, 1)")
-    a("        flag[0] = 1 if ticket == n_split - 1 else 0")
+    a(f"        ins[{o_flag}] = 1 if ticket == n_split - 1 else 0")
     a("    cuda.syncthreads()")
-    a("    if flag[0] == 0:")
+    a(f"    if ins[{o_flag}] == 0:")
     a("        return")
     a("    cuda.threadfence()")
+    # ---- last block of the head: merge the splits, inverse rotation
+    ow, osum, oexp = o_sc, o_sc + MAX_SPLITS, o_sc + 2 * MAX_SPLITS
+    a("    for s in range(tid, n_split, THREADS):")
+    a(f"        fs[uint64({ow} + s)] = pmax[h, s]")
+    a(f"        fs[uint64({osum} + s)] = psum[h, s]")
+    a("    cuda.syncthreads()")
     a("    gmax = ninf")
     a("    for s in range(n_split):")
-    a("        gmax = max(gmax, pmax[h, s])")
+    a(f"        gmax = max(gmax, fs[uint64({ow} + s)])")
+    a("    for s in range(tid, n_split, THREADS):")
+    a(f"        sm = fs[uint64({ow} + s)]")
+    a(f"        fs[uint64({oexp} + s)] = math.exp(sm - gmax) if sm > ninf else float32(0.0)")
+    a("    cuda.syncthreads()")
     a("    tot = float32(0.0)")
     a("    for s in range(n_split):")
-    a("        if pmax[h, s] > ninf:")
-    a("            tot += psum[h, s] * math.exp(pmax[h, s] - gmax)")
+    a(f"        tot += fs[uint64({osum} + s)] * fs[uint64({oexp} + s)]")
     a(f"    for j in range(tid, {d}, THREADS):")
     a("        acc = float32(0.0)")
-    a("        for s in range(n_split):")
-    a("            if pmax[h, s] > ninf:")
-    a("                acc += pacc[h, s, j] * math.exp(pmax[h, s] - gmax)")
-    a("        qa[j] = acc / tot")
+    a("        for s0 in range(0, n_split, 4):  # four independent loads in flight")
+    for e in range(4):
+        a(f"            if s0 + {e} < n_split:")
+        a(f"                acc += pacc[h, uint64(s0 + {e}), j] * fs[uint64({oexp} + s0 + {e})]")
+    a(f"        fs[{o_q} + j] = acc / tot if tot > 0 else float32(0.0)")
     a("    cuda.syncthreads()")
+    conv = {OUT_F16: "_to_f16({})", OUT_BF16: "_bf16_bits({})", OUT_F32: "{}"}[okind]
     if hadamard:
-        hadamard_smem("    ", f"qb[i] = qa[i] * signs[i] * signs[{d}]")
+        warp_hadamard("    ", f"fs[{o_q} + ci]")
+        a(f"    if warp == 0 and lane < {hl}:")
+        for t in range(V):
+            a(f"        ci = lane * {V} + {t}")
+            a(f"        out[h, ci] = {conv.format(f'x{t} * signs[ci] * signs[{d}]')}")
     else:
         a(f"    for i in range(tid, {d}, THREADS):")
         a("        acc = float32(0.0)")
         a(f"        for l in range({d}):")
-        a("            acc += qa[l] * mat[i, l]")
-        a("        qb[i] = acc")
-    a("    cuda.syncthreads()")
-    a(f"    for i in range(tid, {d}, THREADS):")
-    conv = {OUT_F16: "_to_f16(qb[i])", OUT_BF16: "_bf16_bits(qb[i])", OUT_F32: "qb[i]"}[okind]
-    a(f"        out[h, i] = {conv}")
+        a(f"            acc += fs[{o_q} + l] * mat[i, l]")
+        a(f"        out[h, i] = {conv.format('acc')}")
     a("    if tid == 0:")
     a("        counter[h] = 0")
     out_t = {OUT_F16: types.float16, OUT_BF16: uint16, OUT_F32: float32}[okind]
-    pay_t = {1: uint8, 2: uint16, 4: uint32}[g]
+    pay_t = uint32 if words32 else {1: uint8, 2: uint16, 4: uint32}[record_granularity(rbits)]
+    q_t = types.float16 if q_f16 else float32
     sig = (
-        float32[:, ::1], pay_t[::1], pay_t[::1], int64, int64, float32, float32[::1], float32[::1], float32[:, ::1],
+        q_t[:, ::1], pay_t[::1], pay_t[::1], int64, int64, float32, float32[::1], float32[::1], float32[:, ::1],
         float32[:, ::1], float32[:, ::1], float32[:, :, ::1], int32[::1], out_t[:, ::1], int64[::1],
     )
     ns = _namespace()
-    ns["int32"] = int32
-    label = f"attention d={d} k={k} N={n_codewords} h={hkind} rot={rot} o={okind} u={unroll} r={max_registers}"
-    return _compile("\n".join(a_lines), "kern", ns, sig, label, max_registers)
+    ns.update({"int32": int32, "_prmt": _prmt, "_f16_norm": _f16_norm})
+    label = (
+        f"attention d={d} k={k} N={ncw} h={hkind} rot={rot} o={okind} u={unroll} r={max_registers} R={R} "
+        f"chunk={chunk} w32={words32} q16={q_f16}"
+    )
+    return _compile("\n".join(src), "kern", ns, sig, label, max_registers)
+
+
+def allow_dynamic_shared(kern, nbytes: int) -> None:
+    """Let ``kern`` (compiled) launch with ``nbytes`` of dynamic shared memory (opt-in above 48 KiB)."""
+    if SIMULATOR or nbytes <= 48 * 1024:
+        return
+    from numba.cuda.cudadrv import driver as drv
+
+    attr = drv.binding.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+    for ov in kern.overloads.values():
+        f = ov._codelibrary.get_cufunc()
+        drv.driver.cuKernelSetAttribute(attr, int(nbytes), f.handle, f.device.id)

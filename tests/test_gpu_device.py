@@ -109,13 +109,30 @@ def test_decode_attention_matches_cpu_reference(torch, codebook, rotation):
     s = np.einsum("bhd,bhtd->bht", q.astype(np.float64), kh) / np.sqrt(D)
     p = np.exp(s - s.max(-1, keepdims=True))
     want = np.einsum("bht,bhtd->bhd", p / p.sum(-1, keepdims=True), vh)
-    for n_splits in (None, 1, 7):
-        got = gpu.decode_attention(
-            torch.from_numpy(q).cuda(), torch.from_numpy(kc.payload).cuda(), torch.from_numpy(vc.payload).cuda(), t,
-            n_splits=n_splits, dtype="float32",
-        )
+    kt, vt = torch.from_numpy(kc.payload).cuda(), torch.from_numpy(vc.payload).cuda()
+    # streams that start 2 bytes into a buffer: not word-aligned, read with the halfword loader
+    kshift = torch.zeros(kt.numel() + 2, dtype=torch.uint8, device="cuda")
+    vshift = torch.zeros_like(kshift)
+    kshift[2:] = kt
+    vshift[2:] = vt
+    # (splits, payloads); several chunks per split (rescaled running maximum) are checked by the simulator
+    # tests and by the benchmark at 128k tokens (16 384 per split)
+    cases = [(None, kt, vt), (1, kt, vt), (7, kt, vt)]
+    if rotation == "hadamard":  # (each case below compiles another kernel)
+        cases.append((2, kshift[2:], vshift[2:]))
+    for n_splits, kp, vp in cases:
+        got = gpu.decode_attention(torch.from_numpy(q).cuda(), kp, vp, t, n_splits=n_splits, dtype="float32")
         assert got.shape == (b, h, D)
         np.testing.assert_allclose(got.cpu().numpy(), want, rtol=0, atol=5e-5 * np.abs(want).max())
+    if rotation != "hadamard":
+        return
+    # fp16 queries are read as they are
+    q16 = q.astype(np.float16)
+    s = np.einsum("bhd,bhtd->bht", q16.astype(np.float64), kh) / np.sqrt(D)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    want16 = np.einsum("bht,bhtd->bhd", p / p.sum(-1, keepdims=True), vh)
+    got = gpu.decode_attention(torch.from_numpy(q16).cuda(), kt, vt, t, dtype="float32")
+    np.testing.assert_allclose(got.cpu().numpy(), want16, rtol=0, atol=5e-5 * np.abs(want16).max())
 
 
 def test_gpu_errors(torch, codebook):
@@ -131,3 +148,11 @@ def test_gpu_errors(torch, codebook):
     bad[18 * 4 + 1] = 0xFF  # norm header of record 4 -> negative / NaN
     with pytest.raises(ValueError, match="record 4"):
         gpu.decode(bad, 10)
+    q = torch.randn(1, D, device="cuda", dtype=torch.float16)
+    with pytest.raises(ValueError, match="record 4"):  # a bad value header, read by pass 2
+        gpu.decode_attention(q, payload, bad, 10, dtype="float32")
+    with pytest.raises(ValueError, match="record 4"):  # a bad key header, read by pass 1
+        gpu.decode_attention(q, bad, payload, 10, dtype="float32")
+    q[0, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        gpu.decode_attention(q, payload, payload, 10, dtype="float32")
