@@ -831,6 +831,20 @@ def _row(n_codewords: int) -> int:
     return n_codewords + 4 if n_codewords % 4 == 0 else n_codewords + 1
 
 
+def _attention_layout(d: int, k: int, n: int, r: int, chunk: int) -> dict[str, int]:
+    """Offsets (4-byte words) of the shared arrays of :func:`attention_kernel` and their total bytes."""
+    m = d // k
+    st = r * m
+    lay = {"m": m, "R": r, "ST": st, "chunk": chunk, "lut": 0, "bins": n * st, "sc": 2 * n * st}
+    lay["wacc"] = lay["sc"] + max(chunk, 3 * MAX_SPLITS)  # scores of a chunk, or the merge's split weights
+    lay["cbt"] = lay["wacc"] + m * _row(n)
+    lay["q"] = lay["cbt"] + k * _row(n)
+    lay["red"] = lay["q"] + d
+    lay["flag"] = lay["red"] + 3 * _WARPS
+    lay["bytes"] = 4 * (lay["flag"] + 1)
+    return lay
+
+
 def attention_plan(d: int, k: int, n_codewords: int, chunk: int, smem_bytes: int) -> dict[str, int]:
     """Shared-memory plan of :func:`attention_kernel` (offsets in 4-byte words) for at most ``smem_bytes``.
 
@@ -847,14 +861,7 @@ def attention_plan(d: int, k: int, n_codewords: int, chunk: int, smem_bytes: int
     r = 32 // m if (m & (m - 1)) == 0 and m <= 32 else 1
     chunk = max(THREADS, chunk)
     while True:
-        st = r * m
-        plan = {"m": m, "R": r, "ST": st, "chunk": chunk, "lut": 0, "bins": n * st, "sc": 2 * n * st}
-        plan["wacc"] = plan["sc"] + max(chunk, 3 * MAX_SPLITS)
-        plan["cbt"] = plan["wacc"] + m * _row(n)
-        plan["q"] = plan["cbt"] + k * _row(n)
-        plan["red"] = plan["q"] + d
-        plan["flag"] = plan["red"] + 3 * _WARPS
-        plan["bytes"] = 4 * (plan["flag"] + 1)
+        plan = _attention_layout(d, k, n, r, chunk)
         if plan["bytes"] <= smem_bytes:
             return plan
         if r > 1:
@@ -904,17 +911,11 @@ def attention_kernel(
     hbits = 32 if hkind == HDR_F32 else 16
     rbits = hbits + m * w
     R = replicas
-    plan = attention_plan(d, k, ncw, chunk, 1 << 40)
-    # offsets for these replicas / chunk
     st = R * m
-    o_lut, o_bins, o_sc = 0, ncw * st, 2 * ncw * st
-    o_wacc = o_sc + max(chunk, 3 * MAX_SPLITS)
+    lay = _attention_layout(d, k, ncw, R, chunk)
+    o_lut, o_bins, o_sc, o_wacc, o_cbt = lay["lut"], lay["bins"], lay["sc"], lay["wacc"], lay["cbt"]
+    o_q, o_red, o_flag = lay["q"], lay["red"], lay["flag"]
     nr = _row(ncw)
-    o_cbt = o_wacc + m * nr
-    o_q = o_cbt + k * nr
-    o_red = o_q + d
-    o_flag = o_red + 3 * _WARPS
-    del plan
     hadamard = rot == ROT_HADAMARD
     check_ix = ncw != (1 << w)
     per_it = THREADS * unroll
@@ -1264,9 +1265,12 @@ def attention_kernel(
     return _compile("\n".join(src), "kern", ns, sig, label, max_registers)
 
 
+_SHARED_OPTED: dict[int, int] = {}
+
+
 def allow_dynamic_shared(kern, nbytes: int) -> None:
-    """Let ``kern`` (compiled) launch with ``nbytes`` of dynamic shared memory (opt-in above 48 KiB)."""
-    if SIMULATOR or nbytes <= 48 * 1024:
+    """Let ``kern`` (compiled) launch with ``nbytes`` of dynamic shared memory (opt-in above 48 KiB, once per kernel)."""
+    if SIMULATOR or nbytes <= max(48 * 1024, _SHARED_OPTED.get(id(kern), 0)):
         return
     from numba.cuda.cudadrv import driver as drv
 
@@ -1274,3 +1278,4 @@ def allow_dynamic_shared(kern, nbytes: int) -> None:
     for ov in kern.overloads.values():
         f = ov._codelibrary.get_cufunc()
         drv.driver.cuKernelSetAttribute(attr, int(nbytes), f.handle, f.device.id)
+    _SHARED_OPTED[id(kern)] = int(nbytes)
