@@ -472,13 +472,13 @@ class GPUFibQuantCodec:
             q2 = q2.contiguous()
             if check and not bool(torch.isfinite(q2).all()):
                 raise ValueError("q has NaN or Inf entries")
-            q32a = cuda.as_cuda_array(q2)
-        else:
-            host = qa.copy_to_host()
+            qarr = cuda.as_cuda_array(q2)
+        else:  # device arrays: copied back only to check them or to reshape them
+            host = qa.copy_to_host() if check or qa.ndim != 2 else None
             if check and not np.isfinite(host).all():
                 raise ValueError("q has NaN or Inf entries")
-            q32a = qa if qa.ndim == 2 else cuda.to_device(host.reshape(bh, self.d))
-        q_f16 = np.dtype(q32a.dtype) == np.float16
+            qarr = qa if qa.ndim == 2 else cuda.to_device(host.reshape(bh, self.d))
+        q_f16 = np.dtype(qarr.dtype) == np.float16
         dev = None if SIMULATOR else cuda.get_current_device()
         if n_splits is None:
             sms = 132 if dev is None else dev.MULTIPROCESSOR_COUNT
@@ -514,7 +514,7 @@ class GPUFibQuantCodec:
             ka, va = ka.view(view_dt), va.view(view_dt)
         self._reset_err(bh * T, check)
         kern[(n_splits, bh), THREADS, 0 if stream is None else stream, plan["bytes"]](
-            q32a, ka, va, T, per_split, np.float32(scale), self._cb32, self._att_signs, self._att_mat,
+            qarr, ka, va, T, per_split, np.float32(scale), self._cb32, self._att_signs, self._att_mat,
             pmax, psum, pacc, counter, out, self._err,
         )
         if check:
