@@ -3,7 +3,9 @@
 * :class:`~fibquant_theory.gpu.codec.GPUFibQuantCodec`: encode, decode and
   decode-attention from codes on the GPU, bit-compatible with the CPU codec
   (``"fixed"`` packing); PyTorch CUDA tensors in and out without host copies.
-* :mod:`fibquant_theory.gpu.kernels`: the kernels (generated per configuration).
+* :mod:`fibquant_theory.gpu.kernels`: the kernels (generated per configuration);
+  :mod:`fibquant_theory.gpu.column_decode`: the Hadamard decode without shuffles
+  (``decode_layout = "columns"``).
 * ``python -m fibquant_theory.gpu.bench``: the benchmark table (decode bandwidth
   against a device copy, encode throughput, decode-attention against fp16 SDPA).
 

@@ -81,13 +81,19 @@ def _emit(rows: dict[str, list[dict[str, Any]]], table: str, row: dict[str, Any]
 
 
 def run_benchmarks(
-    quick: bool = False, progress: bool = True, only: Sequence[str] = ("decode", "encode", "attention"), tune: bool = False
+    quick: bool = False, progress: bool = True, only: Sequence[str] = ("decode", "encode", "attention"),
+    tune: bool | Sequence[str] = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """Run the benchmarks named in ``only`` on the current CUDA device; returns the table rows.
 
-    ``tune`` also times a few (records in flight, register cap) variants of the
-    attention kernel on the first shape and keeps the fastest.
+    ``tune`` (True, or a subset of ``("decode", "attention")``) also times a few
+    variants of those kernels and keeps the fastest: for the Hadamard decode, the
+    column layout's columns per lane and prefetch and the chunked layout; for
+    attention, (records in flight, register cap, blocks per SM, chunk) on the
+    first shape. Every decode variant's output is compared with the default's
+    (``same bits``) and must be within fp16 rounding of it to be kept.
     """
+    tune_set = {"decode", "attention"} if tune is True else set(tune or ())
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -128,17 +134,24 @@ def run_benchmarks(
             payload = g.encode(x)
             nbytes = payload.numel() + n_dec * d * 2
             out = g.decode(payload, n_dec, check=True)  # warm + validate once
-            if tune and rot == "hadamard":  # (coordinates per lane, per interleaved chunk, register cap)
+            if "decode" in tune_set and rot == "hadamard":
                 best = None
-                for variant in ((0, 0, None), (8, 8, None), (32, 8, None), (32, 32, None)):
-                    g.decode_per_lane, g.decode_chunk, g.decode_registers = variant
-                    same = bool(torch.equal(g.decode(payload, n_dec, check=True), out))
+                for variant in _decode_variants(d, k, n_cw):
+                    _set_decode(g, variant)
+                    try:
+                        got = g.decode(payload, n_dec, check=True)
+                    except ValueError as exc:  # a layout that does not fit this setting
+                        print(f"  decode variant {variant}: {exc}", file=sys.stderr)
+                        continue
+                    same = bool(torch.equal(got, out))
+                    close = bool(torch.allclose(got.float(), out.float(), rtol=2.0**-10, atol=1e-6 * float(out.abs().max())))
                     vt = _graph_ms(torch, lambda: g.decode(payload, n_dec, check=False, stream=stream()), median_ms, replays=5)
-                    print(f"  decode variant (per_lane, chunk, regs)={variant}: {vt} ms, same bytes: {same}", file=sys.stderr)
-                    if vt is not None and same and (best is None or vt < best[0]):
-                        best = (vt, *variant)
+                    print(f"  decode variant {variant}: {vt} ms, same bits: {same}, within fp16 rounding: {close}", file=sys.stderr)
+                    if vt is not None and close and (best is None or vt < best[0]):
+                        best = (vt, variant)
+                    del got
                 if best is not None:
-                    g.decode_per_lane, g.decode_chunk, g.decode_registers = best[1:]
+                    _set_decode(g, best[1])
             ms = median_ms(lambda: g.decode(payload, n_dec, check=False))
             graph = _graph_ms(torch, lambda: g.decode(payload, n_dec, check=False, stream=stream()), median_ms, replays=5)
             gbs = nbytes / (graph or ms) / 1e6
@@ -146,7 +159,7 @@ def run_benchmarks(
             _emit(rows, "decode", {
                 "d": d, "k": k, "N": n_cw, "rotation": rot, "vectors": n_dec, "bytes/vec": round(nbytes / n_dec, 2),
                 "ms": ms, "graph ms": graph, "GB/s": gbs, "copy GB/s": copy_gbs, "% of copy": 100 * gbs / copy_gbs, "rel err": rel,
-                "variant": f"V{g.decode_per_lane or 'default'}/s{g.decode_chunk or 'default'}/r{g.decode_registers}",
+                "variant": _decode_name(g),
             })
             del x, payload, out
             bar.update()
@@ -175,7 +188,7 @@ def run_benchmarks(
         codec = FibQuantCodec(cb, seed=0, rotation="hadamard", packing="fixed")
         g = GPUFibQuantCodec(codec)
         # (records in flight, register cap, blocks per SM of the context split, tokens per chunk)
-        variants = [(4, 128, 2, 4096), (2, 128, 2, 4096), (4, 128, 2, 2048)] if tune else []
+        variants = [(4, 128, 2, 4096), (2, 128, 2, 4096), (4, 128, 2, 2048)] if "attention" in tune_set else []
         for b, h, t in shapes if "attention" in only else ():
             kf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
             vf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
@@ -231,6 +244,42 @@ def run_benchmarks(
     return rows
 
 
+def _decode_variants(d: int, k: int, n_codewords: int) -> list[dict[str, Any]]:
+    """Hadamard decode variants timed by ``--tune decode``: the chunked layout (the default first), then
+    the column layout with its defaults and with one knob changed at a time."""
+    from .column_decode import column_plan
+    from .kernels import OUT_F16
+
+    out: list[dict[str, Any]] = [{"layout": "chunks", "per_lane": 0, "chunk": 0}]
+    out.append({"layout": "chunks", "per_lane": 32, "chunk": 32})
+    try:
+        plan = column_plan(d, k, n_codewords, OUT_F16)
+    except ValueError:
+        return out
+    out.append({"layout": "columns"})
+    out.append({"layout": "columns", "prefetch": False})
+    out.append({"layout": "columns", "replicas": max(1, plan["R"] // 2)})
+    out.extend({"layout": "columns", "columns": c} for c in (2, 4, 8) if c != plan["C"])
+    return out
+
+
+def _set_decode(g: Any, v: dict[str, Any]) -> None:
+    g.decode_layout = v["layout"]
+    g.decode_columns = v.get("columns", 0)
+    g.decode_replicas = v.get("replicas", 0)
+    g.decode_prefetch = v.get("prefetch", True)
+    g.decode_per_lane = v.get("per_lane", 0)
+    g.decode_chunk = v.get("chunk", 0)
+
+
+def _decode_name(g: Any) -> str:
+    if g.codec.rotation.kind != "hadamard":
+        return "dense"
+    if g.decode_layout == "columns":
+        return f"columns C={g.decode_columns or 'default'} R={g.decode_replicas or 'default'} prefetch={g.decode_prefetch}"
+    return f"chunks V={g.decode_per_lane or 'default'} s={g.decode_chunk or 'default'}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: print the tables (and write them as JSON with ``--json PATH``)."""
     parser = argparse.ArgumentParser(prog="python -m fibquant_theory.gpu.bench", description=__doc__.split("\n\n")[0])
@@ -238,12 +287,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--only", default="decode,encode,attention", help="comma-separated subset of decode,encode,attention")
-    parser.add_argument("--tune", action="store_true", help="try attention kernel variants on the first shape, keep the fastest")
+    parser.add_argument(
+        "--tune", nargs="?", const="decode,attention", default="",
+        help="time kernel variants and keep the fastest: a comma-separated subset of decode,attention (default: both)",
+    )
     args = parser.parse_args(argv)
     only = tuple(x.strip() for x in args.only.split(",") if x.strip())
     bad = set(only) - {"decode", "encode", "attention"}
     if bad:
         parser.error(f"unknown benchmark(s) {sorted(bad)}")
+    tune = tuple(x.strip() for x in args.tune.split(",") if x.strip())
+    if set(tune) - {"decode", "attention"}:
+        parser.error(f"--tune takes a subset of decode,attention, got {args.tune!r}")
     try:
         import torch
     except ImportError:
@@ -254,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from fibquant_theory._table import format_table
 
-    rows = run_benchmarks(quick=args.quick, progress=not args.no_progress, only=only, tune=args.tune)
+    rows = run_benchmarks(quick=args.quick, progress=not args.no_progress, only=only, tune=tune)
     print(f"device: {torch.cuda.get_device_name()}")
     for name, table in rows.items():
         if not table:

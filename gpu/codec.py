@@ -11,7 +11,9 @@ bit* (``"fixed"`` packing; ``"mixed-radix"`` is CPU-only):
     indices, ``"float32"`` (default) is the fast path.
 ``decode``
     packed records -> fp16 / bf16 / fp32 vectors ``(n, d)``, inverse rotation
-    applied (fast Hadamard with warp shuffles, or dense).
+    applied (fast Hadamard with warp shuffles, or, with ``decode_layout = "columns"``,
+    with the in-block transform folded into the codebook and no shuffles, see
+    :mod:`~fibquant_theory.gpu.column_decode`; or dense).
 ``decode_attention``
     one query per head against ``T`` encoded keys and values: scores from
     per-block lookup tables of ``q . codewords`` (no dequantised K), softmax,
@@ -42,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from ._compat import SIMULATOR, cuda
+from .column_decode import column_codebook, column_decode_kernel, column_plan
 from .kernels import (
     HDR_BF16,
     HDR_F16,
@@ -235,8 +238,21 @@ class GPUFibQuantCodec:
         #: simulator only: read records as 32-bit words (True) or with the byte/halfword loader (False);
         #: on a GPU whole words are used whenever both streams are word-aligned
         self.attention_words32 = True
-        #: decode tuning: coordinates per lane and per interleaved chunk (Hadamard; 0: the kernel's
-        #: defaults, max(16, k) and max(8, k)) and a register cap (None: the compiler's choice)
+        #: Hadamard decode kernel: "chunks" (kernels.decode_kernel: coordinates in interleaved chunks,
+        #: warp shuffles; measured on an H100, see gpu/NOTES.md) or "columns" (column_decode: the
+        #: in-block transform folded into the codebook, no shuffles; checked in the simulator and
+        #: compiled for sm_90, not yet run on a GPU; falls back to "chunks" where its layout does not fit)
+        self.decode_layout = "chunks"
+        #: columns decode tuning: columns per lane (0: column_default), codebook copies (0: as many
+        #: as fit, see column_plan) and loading the next record before processing the current one
+        self.decode_columns = 0
+        self.decode_replicas = 0
+        self.decode_prefetch = True
+        #: simulator only: read records as 32-bit words (True) or with the byte/halfword loader (False)
+        self.decode_words32 = True
+        self._column_tables: dict[tuple[int, int], Any] = {}
+        #: chunks decode tuning: coordinates per lane and per interleaved chunk (Hadamard; 0: the kernel's
+        #: defaults, max(16, k) and max(8, k)) and a register cap (None: the compiler's choice, both layouts)
         self.decode_per_lane = 0
         self.decode_chunk = 0
         self.decode_registers: int | None = None
@@ -366,15 +382,16 @@ class GPUFibQuantCodec:
         np_dt = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32}[dtype]
         out, ot = _empty((n, self.d), np_dt, t)
         if n:
-            kern, grid = decode_kernel(
-                self.d, self.k, self.n_codewords, self._hkind, _OUT[dtype], self._rot,
-                per_lane=self.decode_per_lane, chunk=self.decode_chunk, max_registers=self.decode_registers,
-            )
-            self._reset_err(n, check)
-            addr = out.__cuda_array_interface__["data"][0] if not SIMULATOR else 0
-            kern[grid(n), THREADS, *self._launch_args(stream)](
-                arr, n, self._cb32, self._dec_signs, self._dec_table, out, addr, self._err
-            )
+            if not self._column_decode(arr, n, _OUT[dtype], out, check, stream):
+                kern, grid = decode_kernel(
+                    self.d, self.k, self.n_codewords, self._hkind, _OUT[dtype], self._rot,
+                    per_lane=self.decode_per_lane, chunk=self.decode_chunk, max_registers=self.decode_registers,
+                )
+                self._reset_err(n, check)
+                addr = out.__cuda_array_interface__["data"][0] if not SIMULATOR else 0
+                kern[grid(n), THREADS, *self._launch_args(stream)](
+                    arr, n, self._cb32, self._dec_signs, self._dec_table, out, addr, self._err
+                )
             if check:
                 err = self._read_err()
                 if err[0] < n:
@@ -384,6 +401,38 @@ class GPUFibQuantCodec:
 
             return ot.view(torch.bfloat16) if dtype == "bfloat16" else ot
         return out
+
+    def _column_decode(self, arr: Any, n: int, okind: int, out: Any, check: bool, stream: Any) -> bool:
+        """Decode with :func:`column_decode_kernel` when it applies (False: use the chunked kernel)."""
+        if self.decode_layout not in ("columns", "chunks"):
+            raise ValueError(f"decode_layout must be 'columns' or 'chunks', got {self.decode_layout!r}")
+        if self._rot != ROT_HADAMARD or self.decode_layout != "columns":
+            return False
+        try:
+            plan = column_plan(self.d, self.k, self.n_codewords, okind, int(self.decode_columns), int(self.decode_replicas))
+        except ValueError:
+            if self.decode_columns or self.decode_replicas:  # asked for explicitly: say why it does not fit
+                raise
+            return False  # e.g. k = 1 or too many blocks per lane: the chunked layout handles it
+        rbits = self.bits_per_vector
+        words32 = (SIMULATOR and self.decode_words32) or not SIMULATOR
+        words32 = words32 and arr.shape[0] % 4 == 0 and (SIMULATOR or arr.__cuda_array_interface__["data"][0] % 4 == 0)
+        kern, grid, plan = column_decode_kernel(
+            self.d, self.k, self.n_codewords, self._hkind, okind, plan["C"], words32, bool(self.decode_prefetch),
+            self.decode_registers, plan["R"],
+        )
+        key = (plan["C"], plan["R"])
+        if key not in self._column_tables:
+            self._column_tables[key] = cuda.to_device(column_codebook(self.codec.points, plan))
+        gran = 4 if words32 else record_granularity(rbits)
+        pay = arr.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[gran]) if gran > 1 else arr
+        outw = out.view(np.uint32 if plan["out_words"] == 1 else np.uint64).reshape(-1)
+        allow_dynamic_shared(kern, plan["bytes"])
+        self._reset_err(n, check)
+        kern[grid(n), THREADS, 0 if stream is None else stream, plan["bytes"]](
+            pay, n, self._column_tables[key], self._dec_signs, outw, self._err
+        )
+        return True
 
     # ------------------------------------------------------------------ attention
     def _workspace(self, bh: int, n_split: int) -> tuple[Any, Any, Any, Any]:

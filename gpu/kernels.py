@@ -15,7 +15,8 @@ consecutive coordinates, except in the Hadamard decode). The Hadamard decode
 holds ``V = max(16, k)`` coordinates per lane as chunks of ``s = max(8, k)``
 consecutive ones interleaved over the vector's lanes (chunk ``c`` of lane ``l``
 starts at ``(c L + l) s``), so that one 16-byte store per lane writes ``L s``
-contiguous outputs per vector. The decode and decode-attention kernels are
+contiguous outputs per vector (:mod:`~fibquant_theory.gpu.column_decode` has a second
+Hadamard decode, by columns, without shuffles). The decode and decode-attention kernels are
 generated as Python source with every per-lane loop unrolled into scalar
 variables, so nothing is indexed at run time in registers (no local memory) and
 record fields are read with constant shifts. The randomized Hadamard rotation
@@ -795,16 +796,25 @@ def _loader32(prefix: str, buf: str, rec: str, rbits: int, indent: str, upto: in
     whole record); words past the end of the stream read as 0. Byte-aligned offsets are shifted
     with ``prmt`` (one instruction per word).
     """
+    loads, align = _loader32_parts(prefix, buf, rec, rbits, indent, upto)
+    return loads + align
+
+
+def _loader32_parts(prefix: str, buf: str, rec: str, rbits: int, indent: str, upto: int = 0) -> tuple[list[str], list[str]]:
+    """:func:`_loader32` as ``(loads, align)``: the loads define ``{prefix}p`` and ``{prefix}w0..``, which
+    are all that ``align`` reads, so a kernel can issue the loads of its next record before aligning
+    the current one (with the words copied to another prefix in between)."""
     need = upto or rbits
     gran = math.gcd(rbits, 32)
     max_off = 32 - gran if gran < 32 else 0
     n_load = -(-(max_off + need) // 32)
     n_s = -(-need // 32)
-    lines = [f"{indent}{prefix}p = ({rec}) * {rbits}", f"{indent}{prefix}e = {prefix}p >> 5"]
+    loads = [f"{indent}{prefix}p = ({rec}) * {rbits}", f"{indent}{prefix}e = {prefix}p >> 5"]
     for t in range(n_load):
         # word t holds a bit of the record for every offset when 32 t < need; later ones may be past the end
         guard = "" if 32 * t < need else f" if {prefix}e + {t} < {buf}.shape[0] else int64(0)"
-        lines.append(f"{indent}{prefix}w{t} = int64({buf}[uint64({prefix}e + {t})]){guard}")
+        loads.append(f"{indent}{prefix}w{t} = int64({buf}[uint64({prefix}e + {t})]){guard}")
+    lines: list[str] = []
     if max_off == 0:
         for j in range(n_s):
             lines.append(f"{indent}{prefix}s{j} = {prefix}w{j}")
@@ -819,7 +829,7 @@ def _loader32(prefix: str, buf: str, rec: str, rbits: int, indent: str, upto: in
             else:
                 lines.append(f"{indent}{prefix}s{j} = (({prefix}w{j} >> {prefix}o) | ({hi} << (32 - {prefix}o))) & 0xFFFFFFFF")
     lines.append(f"{indent}{prefix}s{n_s} = int64(0)")
-    return lines
+    return loads, lines
 
 
 #: Most context splits per head of :func:`attention_kernel` (the merge keeps their weights in shared memory).

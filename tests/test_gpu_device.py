@@ -62,10 +62,11 @@ def test_encode_float32_is_nearly_always_the_cpu_index(torch, codebook):
     assert np.all(d_gpu <= d_cpu + 1e-5)
 
 
-@pytest.mark.parametrize("rotation", ["hadamard", "haar"])
+@pytest.mark.parametrize("rotation", ["hadamard", "haar", "hadamard-columns"])
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 def test_decode_matches_cpu_within_rounding(torch, codebook, rotation, dtype):
-    cpu, gpu = _codecs(codebook, rotation)
+    cpu, gpu = _codecs(codebook, rotation.split("-")[0])
+    gpu.decode_layout = "columns" if rotation.endswith("columns") else "chunks"
     x = np.random.default_rng(1).standard_normal((2050, D))
     codes = cpu.encode(x)
     want = cpu.decode(codes)
@@ -79,13 +80,36 @@ def test_decode_matches_cpu_within_rounding(torch, codebook, rotation, dtype):
 
 @pytest.mark.parametrize("per_lane", [8, 32])
 @pytest.mark.parametrize("chunk", [1, 8])
-def test_decode_layouts_give_the_same_bits(torch, codebook, per_lane, chunk):
+def test_chunked_decode_layouts_give_the_same_bits(torch, codebook, per_lane, chunk):
     """Lanes per vector and the interleaving of coordinates change the work layout, not one output bit."""
     cpu, gpu = _codecs(codebook, "hadamard")
+    gpu.decode_layout = "chunks"
     payload = torch.from_numpy(cpu.encode(np.random.default_rng(2).standard_normal((3001, D))).payload).cuda()
     want = gpu.decode(payload, 3001)
     gpu.decode_per_lane, gpu.decode_chunk = per_lane, chunk
     assert torch.equal(gpu.decode(payload, 3001), want)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_column_decode_layouts_give_the_same_bits(torch, codebook, dtype):
+    """Columns per lane, prefetch and the byte loader (a stream 2 bytes into a buffer) write the same bits;
+    the chunked kernel agrees to rounding."""
+    cpu, gpu = _codecs(codebook, "hadamard")
+    gpu.decode_layout = "columns"
+    n = 3000  # 54 000 bytes: read as 32-bit words
+    payload = torch.from_numpy(cpu.encode(np.random.default_rng(2).standard_normal((n, D))).payload).cuda()
+    want = gpu.decode(payload, n, dtype=dtype)
+    shifted = torch.zeros(payload.numel() + 2, dtype=torch.uint8, device="cuda")
+    shifted[2:] = payload
+    columns = (2, 4) if dtype == "float16" else (1, 2, 4)
+    for c in columns:
+        for prefetch, copies in ((True, 0), (False, 0), (True, 2)):
+            gpu.decode_columns, gpu.decode_prefetch, gpu.decode_replicas = c, prefetch, copies
+            assert torch.equal(gpu.decode(payload, n, dtype=dtype), want), (c, prefetch, copies)
+    assert torch.equal(gpu.decode(shifted[2:], n, dtype=dtype), want)
+    gpu.decode_layout = "chunks"
+    other = gpu.decode(payload, n, dtype=dtype).double()
+    assert torch.allclose(other, want.double(), rtol=2.0**-10, atol=1e-6 * float(other.abs().max()))
 
 
 def test_decode_roundtrip_of_gpu_codes(torch, codebook):

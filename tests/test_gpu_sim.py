@@ -30,7 +30,7 @@ def test_gpu_kernels_under_the_simulator() -> None:
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FIBQUANT_GPU_SIM_INNER="1")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", __file__],
-        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=600,
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=1200,
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     summary = proc.stdout.strip().splitlines()[-1]
@@ -102,10 +102,11 @@ def test_decode_encode_is_exact_on_codebook_points(codebook):
 
 
 @inner
-@pytest.mark.parametrize("rotation", ["hadamard", "haar"])
+@pytest.mark.parametrize("rotation", ["hadamard", "haar", "hadamard-columns"])
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 def test_decode_within_rounding_of_cpu(codebook, rotation, dtype):
-    cpu, gpu = _pair(codebook, rotation)
+    cpu, gpu = _pair(codebook, rotation.split("-")[0])
+    gpu.decode_layout = "columns" if rotation.endswith("columns") else "chunks"
     codes = cpu.encode(np.random.default_rng(8).standard_normal((13, codebook.d)))
     want = cpu.decode(codes)
     out = gpu.decode(codes.payload, 13, dtype=dtype).copy_to_host()
@@ -127,6 +128,7 @@ def test_decode_layouts_agree(codebook):
     ``test_gpu_device.py``.)
     """
     cpu, gpu = _pair(codebook)
+    gpu.decode_layout = "chunks"
     codes = cpu.encode(np.random.default_rng(9).standard_normal((11, codebook.d)))
     want = cpu.decode(codes)
     for per_lane in (4, 8, 16):
@@ -135,6 +137,101 @@ def test_decode_layouts_agree(codebook):
             for dtype, tol in (("float32", 2e-6), ("float16", 2.0**-10)):
                 got = gpu.decode(codes.payload, 11, dtype=dtype).copy_to_host().astype(np.float64)
                 assert np.allclose(got, want, rtol=tol, atol=1e-6 * np.abs(want).max()), (per_lane, chunk, dtype)
+
+
+@inner
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_column_decode_layouts_write_the_same_bits(codebook, dtype):
+    """Columns per lane (direct or staged stores, 32- or 64-bit words), prefetch, word or byte loads: one result."""
+    from fibquant_theory.gpu.column_decode import column_plan
+    from fibquant_theory.gpu.kernels import OUT_F16, OUT_F32
+
+    cpu, gpu = _pair(codebook)
+    gpu.decode_layout = "columns"
+    d, k = codebook.d, codebook.k
+    n = 16  # whole 32-bit words for every record size of CONFIGS
+    codes = cpu.encode(np.random.default_rng(12).standard_normal((n, d)))
+    assert codes.payload.size % 4 == 0
+    want = gpu.decode(codes.payload, n, dtype=dtype).copy_to_host()
+    okind = OUT_F16 if dtype == "float16" else OUT_F32
+    tried = 0
+    for columns in (1, 2, 4, 8):
+        try:
+            column_plan(d, k, codebook.n_codewords, okind, columns)
+        except ValueError:
+            with pytest.raises(ValueError, match="columns|values"):
+                gpu.decode_columns = columns
+                gpu.decode(codes.payload, n, dtype=dtype)
+            continue
+        # (prefetch, 32-bit word loads, codebook copies: 0 = all the warp's vectors, 1 = one shared copy)
+        for prefetch, words, copies in ((True, True, 0), (False, True, 0), (True, False, 0), (True, True, 1)):
+            gpu.decode_columns, gpu.decode_prefetch, gpu.decode_words32, gpu.decode_replicas = columns, prefetch, words, copies
+            got = gpu.decode(codes.payload, n, dtype=dtype).copy_to_host()
+            assert np.array_equal(got, want), (columns, prefetch, words, copies)
+            tried += 1
+    assert tried >= 4
+    gpu.decode_columns, gpu.decode_replicas = 0, 3
+    with pytest.raises(ValueError, match="replicas"):
+        gpu.decode(codes.payload, n, dtype=dtype)
+    gpu.decode_replicas = 0
+    # and the chunked kernel agrees to rounding
+    gpu.decode_layout, gpu.decode_columns = "chunks", 0
+    other = gpu.decode(codes.payload, n, dtype=dtype).copy_to_host().astype(np.float64)
+    np.testing.assert_allclose(other, want.astype(np.float64), rtol=2.0**-10, atol=1e-6 * np.abs(other).max())
+    gpu.decode_layout = "diagonal"
+    with pytest.raises(ValueError, match="decode_layout"):
+        gpu.decode(codes.payload, n)
+
+
+@inner
+def test_column_layout_falls_back_to_chunks_where_it_does_not_fit():
+    """k = 1 has no in-block transform to fold: "columns" decodes with the chunked kernel, bit for bit."""
+    from fibquant_theory.codebook import design_codebook
+
+    cb = design_codebook(8, 1, 4, n_train=2000, n_heldout=500, n_restarts=1, cache=False)
+    cpu, gpu = _pair(cb)
+    codes = cpu.encode(np.random.default_rng(13).standard_normal((5, 8)))
+    gpu.decode_layout = "chunks"
+    want = gpu.decode(codes.payload, 5).copy_to_host()
+    gpu.decode_layout = "columns"
+    assert np.array_equal(gpu.decode(codes.payload, 5).copy_to_host(), want)
+    gpu.decode_columns = 2  # asked for explicitly: the reason is raised
+    with pytest.raises(ValueError, match="k >= 2"):
+        gpu.decode(codes.payload, 5)
+
+
+@inner
+def test_column_plan_bounds():
+    from fibquant_theory.gpu.column_decode import column_codebook, column_plan
+    from fibquant_theory.gpu.kernels import OUT_F16, OUT_F32
+
+    p = column_plan(128, 8, 256, OUT_F16)  # the benchmark setting: 2 columns, 4 lanes, 8 vectors a warp
+    assert (p["C"], p["L"], p["W"], p["R"], p["staged"], p["rowp"]) == (2, 4, 8, 8, 1, 68)
+    # staged writes: lane (w, l) of block b writes bank (w rowp + b kb + l cw) mod 32, all different
+    banks = {(w * p["rowp"] + 3 * p["kb"] + l * p["cw"]) % 32 for w in range(p["W"]) for l in range(p["L"])}
+    assert len(banks) == 32
+    p = column_plan(64, 32, 128, OUT_F16)  # sub-one-bit: 8 columns, direct 64-bit stores, 4 of 8 copies fit
+    assert (p["C"], p["L"], p["W"], p["R"], p["staged"], p["out_words"]) == (8, 4, 8, 4, 0, 2)
+    assert column_plan(64, 32, 128, OUT_F16, replicas=8)["bytes"] == 8 * 128 * 32 * 4
+    assert column_plan(128, 8, 256, OUT_F32)["C"] == 1
+    bad_plans = (
+        (128, 1, 256, OUT_F16, 0), (96, 8, 256, OUT_F16, 0), (128, 8, 256, OUT_F16, 3), (128, 2, 16, OUT_F16, 0),
+        (128, 8, 256, OUT_F32, 8), (128, 8, 8192, OUT_F16, 0),  # 128 values a lane; a 256 KiB codebook
+    )
+    for bad in bad_plans:
+        with pytest.raises(ValueError):
+            column_plan(*bad)
+    # the replicated table: copy r, row n, column p = l C + c at n R k + c R L + r L + l, values H_k c_n
+    pts = np.random.default_rng(0).standard_normal((5, 8))
+    p = column_plan(32, 8, 5, OUT_F16)
+    t = column_codebook(pts, p).reshape(5, p["C"], p["R"], p["L"])
+    h8 = np.array([[1.0]])
+    for _ in range(3):
+        h8 = np.block([[h8, h8], [h8, -h8]])
+    want = pts @ h8.T
+    for c in range(p["C"]):
+        for r in range(p["R"]):
+            np.testing.assert_allclose(t[:, c, r, :], want[:, c::p["C"]][:, :p["L"]] if p["C"] == 1 else want.reshape(5, p["L"], p["C"])[:, :, c], rtol=1e-6)
 
 
 @inner
