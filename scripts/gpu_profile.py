@@ -1,6 +1,6 @@
 """Profile one GPU decode and one decode-attention call (run under Nsight Compute).
 
-``ncu --profile-from-start off --section ... python scripts/gpu_profile.py [--only decode|attention] [--sass DIR]``:
+``ncu --profile-from-start off --section ... python scripts/gpu_profile.py [--only decode|attention] [--layout chunks|columns] [--sass DIR]``:
 the encode and warm-up launches happen outside the profiled range; inside it, one
 decode of 4M vectors (d=128, k=8, N=256, Hadamard, fp16 out) and/or one
 decode-attention call (1 x 32 heads x 32k tokens). ``--sass DIR`` writes the
@@ -25,9 +25,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", choices=("decode", "attention", "both"), default="both")
     parser.add_argument("--sass", default=None)
+    parser.add_argument("--layout", choices=("chunks", "columns"), default="chunks", help="Hadamard decode kernel")
     args = parser.parse_args()
     d, k, n_cw = 128, 8, 256
     g = GPUFibQuantCodec(FibQuantCodec(design_codebook(d, k, n_cw, seed=0), seed=0, rotation="hadamard", packing="fixed"))
+    g.decode_layout = args.layout
     torch.manual_seed(0)
     n = 1 << 22
     dec = args.only in ("decode", "both")
