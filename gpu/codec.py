@@ -415,8 +415,9 @@ class GPUFibQuantCodec:
                 raise
             return False  # e.g. k = 1 or too many blocks per lane: the chunked layout handles it
         rbits = self.bits_per_vector
-        words32 = (SIMULATOR and self.decode_words32) or not SIMULATOR
-        words32 = words32 and arr.shape[0] % 4 == 0 and (SIMULATOR or arr.__cuda_array_interface__["data"][0] % 4 == 0)
+        # whole 32-bit words when the stream starts 4-byte aligned and is a whole number of words
+        words32 = (not SIMULATOR or self.decode_words32) and arr.shape[0] % 4 == 0
+        words32 = words32 and (SIMULATOR or arr.__cuda_array_interface__["data"][0] % 4 == 0)
         kern, grid, plan = column_decode_kernel(
             self.d, self.k, self.n_codewords, self._hkind, okind, plan["C"], words32, bool(self.decode_prefetch),
             self.decode_registers, plan["R"],
