@@ -328,6 +328,9 @@ def _vector_stores() -> tuple[object, object, object] | None:
     return f16, bf16, f32
 
 
+#: Named fastmath flags of every kernel (no ``nnan``/``ninf``: NaN/Inf checks must stay).
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
 #: Compiled kernels by a description of their configuration (see :func:`kernel_resources`).
 COMPILED: dict[str, object] = {}
 
@@ -337,7 +340,7 @@ def _compile(src: str, name: str, namespace: dict, sig: tuple | None, label: str
     ns = dict(namespace)
     exec(compile(src, f"<fibquant-gpu {name}>", "exec"), ns)  # noqa: S102 - our own generated code
     fn = ns[name]
-    fm = {"nsz", "arcp", "contract", "afn", "reassoc"}
+    fm = set(FASTMATH)
     opts = {} if max_registers is None else {"max_registers": max_registers}
     kern = cuda.jit(fn) if SIMULATOR else cuda.jit(sig, fastmath=fm, **opts)(fn)
     COMPILED[label or name] = kern

@@ -47,8 +47,7 @@ def _compile_ptx(cc: tuple[int, int]):
     def fake(src, name, namespace, sig, label="", max_registers=None):
         ns = dict(namespace)
         exec(compile(src, f"<fibquant-gpu {name}>", "exec"), ns)  # noqa: S102 - our own generated code
-        fm = {"nsz", "arcp", "contract", "afn", "reassoc"}
-        ptx, _ = cuda.compile_ptx(ns[name], sig, fastmath=fm, cc=cc)
+        ptx, _ = cuda.compile_ptx(ns[name], sig, fastmath=set(kernels.FASTMATH), cc=cc)
         return _Captured(ptx, label or name, max_registers)
 
     return fake
