@@ -17,6 +17,7 @@ __all__ = [
     "check_bits",
     "as_vectors",
     "check_finite_rows",
+    "check_distance_range",
 ]
 
 
@@ -62,10 +63,17 @@ def check_finite_rows(x: np.ndarray, name: str = "x") -> None:
 def as_vectors(x: object, d: int, name: str = "x") -> np.ndarray:
     """Return ``x`` as a float64 array of shape ``(..., d)`` with finite entries.
 
-    Accepts any real floating or integer array whose last axis has length
-    ``d``; raises ``ValueError`` for a wrong last dimension, a non-numeric or
+    Accepts any real floating or integer array (or CPU/GPU torch tensor, any
+    float dtype including ``bfloat16``) whose last axis has length ``d``; raises ``ValueError`` for a wrong last dimension, a non-numeric or
     complex dtype, an empty trailing axis, or NaN/Inf entries.
     """
+    if hasattr(x, "detach") and hasattr(x, "numpy") and hasattr(x, "dtype"):  # a torch tensor
+        x = x.detach().cpu()
+        if not x.dtype.is_floating_point and x.dtype.is_complex:
+            raise ValueError(f"{name} must be a real numeric tensor, got {x.dtype}")
+        # NumPy has no bfloat16: widen it (exactly) before the conversion
+        x = x.double() if x.dtype.is_floating_point else x
+        x = x.numpy()
     arr = np.asarray(x)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
@@ -77,3 +85,22 @@ def as_vectors(x: object, d: int, name: str = "x") -> np.ndarray:
     if arr.size:
         check_finite_rows(arr, name)
     return arr
+
+
+def check_distance_range(x: np.ndarray, points: np.ndarray, name: str = "blocks") -> None:
+    r"""Raise ``ValueError`` when a squared distance between a row of ``x`` and a codeword could overflow.
+
+    Every squared distance is at most :math:`k\,(\max|x| + \max|c|)^2`; when
+    that bound is not a finite float64 the nearest-codeword search would
+    compare infinities (and return index 0 for every row), so it is refused.
+    """
+    if not x.size or not points.size:
+        return
+    bound = float(np.max(np.abs(x))) + float(np.max(np.abs(points)))
+    with np.errstate(over="ignore"):
+        limit = bound * bound * x.shape[-1]
+    if not np.isfinite(limit):
+        raise ValueError(
+            f"{name} and codewords are too large for squared distances in float64 (largest entries "
+            f"{float(np.max(np.abs(x))):.3g} and {float(np.max(np.abs(points))):.3g}); rescale the data"
+        )

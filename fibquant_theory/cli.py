@@ -3,15 +3,18 @@
 Subcommands: ``rd`` (one rate–distortion point), ``codebook`` (design one FibQuant
 codebook), ``figures`` (the codebook figures), ``demo`` (the main job), ``verify``
 (the proof checks; exit status 1 when one fails).
-Errors in the arguments exit with status 2 and a one-line message.
+Errors in the arguments, and files that cannot be written, exit with status 2
+and a one-line message; ``--out`` is checked before any work starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ._table import format_table
 from .demo import RD_COLUMNS, run_demo
@@ -20,6 +23,44 @@ from .methods import METHODS, make_codec
 from .rd import rate_distortion
 
 __all__ = ["main", "build_parser"]
+
+
+#: subcommands whose ``--out`` names a file ("file") or a folder of outputs ("folder")
+_OUT_KINDS = {"codebook": "file", "figures": "folder", "demo": "folder", "kv-pareto": "folder"}
+
+
+def _check_out(out: str | os.PathLike[str], kind: str) -> Path:
+    """Check that ``--out`` can be written before any work starts; returns it as a :class:`~pathlib.Path`.
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        The path given to ``--out``; missing parent folders are fine (they are created).
+    kind : {"file", "folder"}
+        Whether ``out`` is the file to write or the folder to write into.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` is an existing folder where a file is expected (or an
+        existing non-folder where a folder is expected), if a parent of it is
+        not a folder, or if the nearest existing folder is not writable.
+    """
+    if kind not in ("file", "folder"):
+        raise ValueError(f"kind must be 'file' or 'folder', got {kind!r}")
+    path = Path(out)
+    if kind == "file" and path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give the path of the file to write (e.g. {path / 'codebook.npz'})")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file, not a folder")
+    existing = path if kind == "folder" and path.is_dir() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ValueError(f"--out {path} lies under {existing}, which is a file, not a folder")
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: cannot write in the folder {existing} (permission denied)")
+    return path
 
 
 def _scalar_mse(d: int, rate_bits: float) -> float | None:
@@ -39,9 +80,14 @@ def _cmd_rd(args: argparse.Namespace) -> str:
         options = {"block": args.block, "seed": args.seed}
         if args.train is not None:
             options["n_train"] = args.train
-        options.update({"codewords": args.codewords} if args.codewords is not None else {"bits": args.bits})
+        # both --codewords and --bits: make_codec checks that they agree
+        options.update({name: value for name, value in (("codewords", args.codewords), ("bits", args.bits)) if value is not None})
         codec = make_codec("fibquant", args.dim, **options)
     else:
+        fibquant_only = [f"--{name}" for name in ("block", "codewords", "train") if getattr(args, name) is not None]
+        if fibquant_only:
+            verb = "applies" if len(fibquant_only) == 1 else "apply"
+            raise ValueError(f"{', '.join(fibquant_only)} {verb} only to --method fibquant, not {args.method}")
         if args.bits is None:
             raise ValueError(f"method {args.method} needs --bits")
         codec = make_codec(args.method, args.dim, bits=args.bits, seed=args.seed)
@@ -165,9 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in _OUT_KINDS and getattr(args, "out", None):
+            _check_out(args.out, _OUT_KINDS[args.command])
         print(args.func(args))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"fibquant {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # bad arguments, or outputs that cannot be written
+        message = " ".join(str(exc).split("\n"))
+        print(f"fibquant {args.command}: error: {message}", file=sys.stderr)
         return 2
     return int(getattr(args, "exit_status", 0))
 

@@ -26,9 +26,15 @@ are :math:`E\|u-\hat u\|^2 = (d/k)\,E\|y - Q(y)\|^2` over all ``d``
 coordinates, comparable with :attr:`ScalarQuantizer.mse
 <fibquant_theory.scalar.ScalarQuantizer.mse>`.
 
-Every step is seeded, so the same arguments give a bit-identical codebook on
-the same platform. Designs are cached under :func:`cache_dir` (environment
-variable ``FIBQUANT_CACHE_DIR``, default ``~/.cache/fibquant``) once per
+Every step is seeded and uses only machine-independent arithmetic (samples from
+:func:`~fibquant_theory.source.standard_normal` and
+:func:`~fibquant_theory.portable_math.beta_from_bits`, radii and directions from
+:mod:`~fibquant_theory.portable_math`, products from
+:mod:`~fibquant_theory.fixed_order`, Lloyd kernels without fastmath), so the same
+arguments give a bit-identical codebook, with the same content hash, on every
+x86-64 machine (``tests/test_reproducibility.py`` pins a few hashes). Designs
+are cached under :func:`cache_dir` (environment variable
+``FIBQUANT_CACHE_DIR``, default ``~/.cache/fibquant``) once per
 ``(d, k, N, seed, version, design parameters)``; cached files carry a SHA-256
 content hash that is checked on load.
 """
@@ -41,10 +47,10 @@ import io
 import json
 import math
 import os
-import tempfile
+import secrets
 import time
 import warnings
-import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +60,9 @@ from tqdm.auto import tqdm
 
 from ._validation import check_dim_block, check_int
 from .directions import fibonacci_sunflower, resolve_direction_method
+from .fixed_order import matmul_rows, row_sumsq
 from .lloyd import assignment_method, lloyd_max, nearest_codeword
+from .packing import MAX_CODEWORDS
 from .rotation import haar_orthogonal
 from .shells import beta_quantile_radii, shell_codebook, valid_factorisations
 from .source import SphericalBeta
@@ -62,6 +70,7 @@ from .source import SphericalBeta
 __all__ = [
     "CODEBOOK_VERSION",
     "Codebook",
+    "FrozenParams",
     "cache_dir",
     "cache_path",
     "design_codebook",
@@ -70,7 +79,11 @@ __all__ = [
 ]
 
 #: Version of the design algorithm and of the file format; part of every hash and cache key.
-CODEBOOK_VERSION = 1
+CODEBOOK_VERSION = 2
+#: Versions :func:`load_codebook` reads. Version 1 (before 2026-12-02) designed with machine-dependent
+#: arithmetic (BLAS, libm, fastmath); its files have the same format and still load, but the cache
+#: never returns them (its file names carry the version), so a design is always a version-2 one.
+READABLE_VERSIONS = (1, 2)
 
 _HASH_TAG = b"fibquant-codebook"
 #: Keyword-only arguments of design_codebook that do not change the design.
@@ -82,6 +95,32 @@ _FACTOR_SAMPLES = 20_000
 
 def _canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+class FrozenParams(dict):
+    """A read-only ``dict`` (nested values are frozen too: dicts to ``FrozenParams``, lists to tuples).
+
+    :attr:`Codebook.params` is part of the content hash, so it must not change
+    after the hash is computed; every mutating method raises ``TypeError``.
+    It is still a ``dict`` for ``json.dumps`` and comparisons.
+    """
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("Codebook.params is read-only (it is part of the content hash); build a new Codebook instead")
+
+    __setitem__ = __delitem__ = __ior__ = _readonly  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenParams, (dict(self),))
+
+
+def _freeze(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return FrozenParams({k: _freeze(v) for k, v in obj.items()})
+    if isinstance(obj, (list, tuple)):
+        return tuple(_freeze(v) for v in obj)
+    return obj
 
 
 def _readonly(a: np.ndarray, dtype: type) -> np.ndarray:
@@ -118,13 +157,13 @@ class Codebook:
         Direction family of the initial codebook (``"sign"``,
         ``"fibonacci-circle"``, ``"fibonacci-sphere"``, ``"roberts-kronecker"``)
         or the non-shell initialisation that won (``"sunflower"``, ``"samples"``).
-    params : dict
-        Construction parameters and design record (JSON-serialisable).
+    params : FrozenParams
+        Construction parameters and design record (JSON-serialisable, read-only).
     train_mse, heldout_mse : float
         :math:`E\|u-\hat u\|^2` of a unit vector over all ``d`` coordinates, on
         the training and on the held-out samples.
     design_seconds : float
-        Wall-clock seconds of the design (not part of the hash).
+        Wall-clock seconds of the design, finite and ``>= 0`` (not part of the hash).
     initial_points : numpy.ndarray, shape (N, k)
         The initial codebook of the winning restart.
     content_hash : str
@@ -174,7 +213,17 @@ class Codebook:
         for name, value in (("train_mse", self.train_mse), ("heldout_mse", self.heldout_mse)):
             if not (isinstance(value, (float, int, np.floating)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        params = json.loads(_canonical_json(dict(self.params)))
+        if not isinstance(self.params, Mapping):
+            raise ValueError(f"params must be a mapping, got {type(self.params).__name__}")
+        params = _freeze(json.loads(_canonical_json(dict(self.params))))
+        seconds = self.design_seconds
+        if not (isinstance(seconds, (float, int, np.floating, np.integer)) and not isinstance(seconds, bool)
+                and math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"design_seconds must be a finite number >= 0, got {seconds!r}")
+        if not isinstance(self.directions, str):
+            raise ValueError(f"directions must be a string, got {self.directions!r}")
+        if not isinstance(self.content_hash, str):
+            raise ValueError(f"content_hash must be a hex string, got {self.content_hash!r}")
         set_ = object.__setattr__
         set_(self, "d", d)
         set_(self, "k", k)
@@ -187,7 +236,7 @@ class Codebook:
         set_(self, "params", params)
         set_(self, "train_mse", float(self.train_mse))
         set_(self, "heldout_mse", float(self.heldout_mse))
-        set_(self, "design_seconds", float(self.design_seconds))
+        set_(self, "design_seconds", float(seconds))
         set_(self, "version", check_int(self.version, "version", minimum=1))
         digest = self._compute_hash()
         if self.content_hash and self.content_hash != digest:
@@ -315,7 +364,12 @@ def save_codebook(codebook: Codebook, path: str | os.PathLike[str]) -> Path:
     Returns
     -------
     pathlib.Path
-        The path written.
+        The path written (with the permissions the process's umask gives a new file).
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written (e.g. the folder is read-only).
     """
     if not isinstance(codebook, Codebook):
         raise TypeError(f"expected a Codebook, got {type(codebook).__name__}")
@@ -333,13 +387,15 @@ def save_codebook(codebook: Codebook, path: str | os.PathLike[str]) -> Path:
         shell_index=codebook.shell_index,
         meta=np.array(_canonical_json(meta)),
     )
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    # O_EXCL with mode 0o666: the file gets the caller's umask, like any file it creates
+    tmp = path.parent / f".tmp-{secrets.token_hex(8)}-{path.name}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(buf.getvalue())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -361,8 +417,9 @@ def load_codebook(path: str | os.PathLike[str]) -> Codebook:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not a readable codebook, has another format version, or
-        its content does not match the stored hash (corrupt or modified).
+        If the file is not a readable codebook (any failure to parse it), has
+        another format version, lacks a content hash, or its content does not
+        match the stored hash (corrupt or modified).
     """
     path = Path(path)
     if not path.exists():
@@ -371,13 +428,16 @@ def load_codebook(path: str | os.PathLike[str]) -> Codebook:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: np.array(z[name]) for name in ("points", "initial_points", "shell_radii", "shell_index")}
             meta = json.loads(str(z["meta"]))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to parse (zipfile, zlib, npy, json, ...) means corrupt
         raise ValueError(f"{path}: not a readable FibQuant codebook file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: corrupt codebook metadata")  # noqa: TRY004 - a corrupt file, not a caller error
     version = meta.get("version")
-    if version != CODEBOOK_VERSION:
-        raise ValueError(f"{path}: codebook format version {version!r}, this library reads {CODEBOOK_VERSION}")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise ValueError(f"{path}: codebook format version {version!r}, this library reads {READABLE_VERSIONS}")
+    stored_hash = meta.get("content_hash")
+    if not (isinstance(stored_hash, str) and len(stored_hash) == 64 and all(c in "0123456789abcdef" for c in stored_hash)):
+        raise ValueError(f"{path}: corrupt codebook metadata (no valid content hash to verify: {stored_hash!r})")
     try:
         return Codebook(
             points=arrays["points"],
@@ -393,10 +453,10 @@ def load_codebook(path: str | os.PathLike[str]) -> Codebook:
             heldout_mse=meta["heldout_mse"],
             design_seconds=meta["design_seconds"],
             initial_points=arrays["initial_points"],
-            content_hash=meta["content_hash"],
+            content_hash=stored_hash,
             version=version,
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: corrupt codebook metadata ({type(exc).__name__}: {exc})") from exc
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
@@ -443,7 +503,7 @@ def _design_options(**overrides: Any) -> dict[str, Any]:
 def _rank_shells(points: np.ndarray, n_shells: int) -> np.ndarray:
     """Shell labels by radius rank: the ``N/S`` smallest radii are shell 0, and so on."""
     n = points.shape[0]
-    order = np.argsort(np.einsum("ij,ij->i", points, points), kind="stable")
+    order = np.argsort(row_sumsq(points), kind="stable")
     labels = np.empty(n, dtype=np.int64)
     labels[order] = (np.arange(n) * n_shells) // n
     return labels
@@ -482,7 +542,7 @@ def design_codebook(
     k : int
         Block size, ``1 <= k <= d``, dividing ``d``.
     n_codewords : int
-        Codebook size ``N >= 2``; the rate is :math:`\log_2(N)/k` bits per coordinate.
+        Codebook size ``2 <= N <= 2**30``; the rate is :math:`\log_2(N)/k` bits per coordinate.
     seed : int
         Seed of the samples and of the random initialisations.
     n_train : int
@@ -506,8 +566,10 @@ def design_codebook(
     assign : {"auto", "exhaustive", "kdtree"}
         Nearest-codeword search of the Lloyd iterations and of the evaluation.
     cache : bool
-        Load the design from / store it in :func:`cache_dir` (a corrupt cache
-        file is reported with a warning and replaced).
+        Load the design from / store it in :func:`cache_dir`. A cache file that
+        cannot be read or verified is reported with a ``RuntimeWarning`` and
+        replaced; a cache folder that cannot be written is reported with a
+        ``RuntimeWarning`` and the design is returned uncached.
     progress : bool
         Show tqdm progress bars.
 
@@ -524,7 +586,7 @@ def design_codebook(
     d, k = check_dim_block(d, k)
     if d % k:
         raise ValueError(f"block size k={k} must divide the dimension d={d}")
-    n_code = check_int(n_codewords, "n_codewords", minimum=2)
+    n_code = check_int(n_codewords, "n_codewords", minimum=2, maximum=MAX_CODEWORDS)
     seed = check_int(seed, "seed", minimum=0)
     options = _design_options(
         n_train=check_int(n_train, "n_train", minimum=1),
@@ -557,7 +619,15 @@ def design_codebook(
 
     cb = _design(d, k, n_code, seed, options, method, progress)
     if cache:
-        save_codebook(cb, path)
+        try:
+            save_codebook(cb, path)
+        except OSError as exc:
+            warnings.warn(
+                f"could not store the codebook in the cache ({exc}); returning it uncached "
+                "(set FIBQUANT_CACHE_DIR to a writable folder, or pass cache=False)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return cb
 
 
@@ -600,7 +670,7 @@ def _design(
     while len(inits) < options["n_restarts"]:
         _, s, _, pts, labels, _ = scored[0]
         rot = haar_orthogonal(k, int(rng.integers(2**31))) if k >= 2 else -np.eye(1)
-        inits.append((f"{method}:S={s}:rotated{r}", pts @ rot.T, labels, s))
+        inits.append((f"{method}:S={s}:rotated{r}", matmul_rows(pts, rot.T), labels, s))
         r += 1
     inits = inits[: options["n_restarts"]]
 

@@ -31,7 +31,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +42,7 @@ from numba import njit
 
 from ._validation import as_vectors, check_int
 from .encoders import ENCODERS, NearestCodewordSearch, make_search
+from .fixed_order import matmul_rows, row_norms
 from .packing import PACKING_MODES, RecordLayout
 from .rotation import ROTATION_KINDS, Rotation, make_rotation
 
@@ -53,9 +56,14 @@ __all__ = [
 
 #: Norm-header formats and their width in bits.
 NORM_DTYPES: dict[str, int] = {"float16": 16, "bfloat16": 16, "float32": 32}
+#: Smallest normal number of every header format: smaller non-zero norms are refused, like overflowing ones.
+_SMALLEST_NORMAL = {"float16": 2.0**-14, "bfloat16": 2.0**-126, "float32": 2.0**-126}
 
-_MAGIC = b"FQCODES1"
-_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+_MAGIC = b"FQCODES2"
+_OLD_MAGIC = b"FQCODES1"
+#: Header fields of the serialised codes, in the order they are checked.
+_HEADER_FIELDS = ("shape", "d", "k", "n_codewords", "norm_dtype", "packing", "rotation", "seed", "codebook_hash")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 # ----------------------------------------------------------------------------- norm header
@@ -78,8 +86,10 @@ def encode_norms(norms: object, norm_dtype: str = "float16") -> np.ndarray:
     Raises
     ------
     ValueError
-        A norm that is negative, not finite or overflows the format (the
-        message names the first such row and suggests ``float32``).
+        A norm that is negative, not finite, overflows the format, or is
+        non-zero but below the format's smallest normal number (where it would
+        keep only a few bits, or round to 0). The message names the first such
+        row and suggests ``float32``. Exact zeros are stored exactly.
     """
     if norm_dtype not in NORM_DTYPES:
         raise ValueError(f"norm_dtype must be one of {sorted(NORM_DTYPES)}, got {norm_dtype!r}")
@@ -103,8 +113,15 @@ def encode_norms(norms: object, norm_dtype: str = "float16") -> np.ndarray:
     over = ~np.isfinite(r)
     if over.any():
         i = int(np.flatnonzero(over)[0])
+        hint = "use norm_dtype='float32'" if norm_dtype != "float32" else "rescale the data"
+        raise ValueError(f"the norm of row {i} ({v[i]:.6g}) overflows the {norm_dtype} norm header; {hint}")
+    under = (v > 0) & (v < _SMALLEST_NORMAL[norm_dtype])
+    if under.any():
+        i = int(np.flatnonzero(under)[0])
+        hint = "use norm_dtype='float32'" if norm_dtype == "float16" else "rescale the data"
         raise ValueError(
-            f"the norm of row {i} ({v[i]:.6g}) overflows the {norm_dtype} norm header; use norm_dtype='float32'"
+            f"the norm of row {i} ({v[i]:.6g}) is below the smallest normal {norm_dtype} "
+            f"({_SMALLEST_NORMAL[norm_dtype]:.3g}) and would lose its precision in the norm header; {hint}"
         )
     return bits
 
@@ -154,7 +171,6 @@ def _gather_scaled(idx, norms, points, out):  # pragma: no cover - compiled
 @njit(
     "void(float64[:, ::1], int64[::1], int64[::1], int64[:, ::1], float64[:, ::1], float64[::1], float64[::1])",
     cache=True,
-    fastmath=_FASTMATH,
     nogil=True,
 )
 def _ip_gather(qr, qrow, crow, idx, points, norms, out):  # pragma: no cover - compiled
@@ -175,7 +191,6 @@ def _ip_gather(qr, qrow, crow, idx, points, norms, out):  # pragma: no cover - c
 @njit(
     "void(float64[:, :, ::1], int64[::1], int64[::1], int64[:, ::1], float64[::1], float64[::1])",
     cache=True,
-    fastmath=_FASTMATH,
     nogil=True,
 )
 def _ip_lut(lut, qrow, crow, idx, norms, out):  # pragma: no cover - compiled
@@ -192,6 +207,8 @@ def _ip_lut(lut, qrow, crow, idx, norms, out):  # pragma: no cover - compiled
 
 # ----------------------------------------------------------------------------- codes
 def _shape_tuple(shape: object) -> tuple[int, ...]:
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise ValueError(f"codes shape must be a tuple of integers, got {shape!r}")
     try:
         out = tuple(check_int(s, "codes shape entry", minimum=0) for s in shape)  # type: ignore[union-attr]
     except TypeError as exc:
@@ -243,8 +260,16 @@ class FibQuantCodes:
         k = check_int(self.k, "k", minimum=1)
         if d % k:
             raise ValueError(f"d={d} is not divisible by the block size k={k}")
-        if self.norm_dtype not in NORM_DTYPES:
+        if not isinstance(self.norm_dtype, str) or self.norm_dtype not in NORM_DTYPES:
             raise ValueError(f"norm_dtype must be one of {sorted(NORM_DTYPES)}, got {self.norm_dtype!r}")
+        if not isinstance(self.rotation, str) or self.rotation not in ROTATION_KINDS:
+            raise ValueError(f"rotation must be one of {ROTATION_KINDS}, got {self.rotation!r}")
+        if not isinstance(self.packing, str):
+            raise ValueError(f"packing must be a string, got {self.packing!r}")
+        if not isinstance(self.codebook_hash, str) or not self.codebook_hash:
+            raise ValueError(f"codebook_hash must be a non-empty string, got {self.codebook_hash!r}")
+        for name, value in (("d", d), ("k", k), ("seed", check_int(self.seed, "seed", minimum=0))):
+            object.__setattr__(self, name, value)
         layout = RecordLayout(self.n_codewords, d // k, NORM_DTYPES[self.norm_dtype], self.packing)
         payload = np.asarray(self.payload)
         if payload.dtype != np.uint8 or payload.ndim != 1:
@@ -285,9 +310,15 @@ class FibQuantCodes:
         )
 
     def to_bytes(self) -> bytes:
-        """Serialise to ``b"FQCODES1" + uint32 header length + JSON header + payload``."""
+        """Serialise to ``b"FQCODES2"``, a uint32 header length, the JSON header, the payload and a CRC-32.
+
+        The little-endian CRC-32 (``zlib.crc32``) covers everything before it, so
+        :meth:`from_bytes` detects every single- and double-bit error (and any
+        burst of up to 32 bits) anywhere in the blob. The in-memory
+        :attr:`payload` carries no checksum: random access stays free.
+        """
         header = {
-            "format": 1,
+            "format": 2,
             "shape": list(self.shape),
             "d": self.d,
             "k": self.k,
@@ -300,35 +331,62 @@ class FibQuantCodes:
             "payload_bytes": self.nbytes,
         }
         blob = json.dumps(header, sort_keys=True).encode()
-        return _MAGIC + struct.pack("<I", len(blob)) + blob + self.payload.tobytes()
+        body = _MAGIC + struct.pack("<I", len(blob)) + blob + self.payload.tobytes()
+        return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> FibQuantCodes:
-        """Inverse of :meth:`to_bytes`; raises ``ValueError`` on corrupt or truncated data."""
+        """Inverse of :meth:`to_bytes`.
+
+        Raises
+        ------
+        TypeError
+            If ``data`` is not bytes-like.
+        ValueError
+            On truncated, corrupt (checksum mismatch) or invalid data: every
+            header field is checked for its type and range.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"FibQuant codes are bytes, got {type(data).__name__}")
         data = bytes(data)
-        if len(data) < len(_MAGIC) + 4 or not data.startswith(_MAGIC):
-            raise ValueError("not FibQuant codes: the data does not start with the FQCODES1 magic")
-        (hlen,) = struct.unpack_from("<I", data, len(_MAGIC))
+        if data.startswith(_OLD_MAGIC):
+            raise ValueError("FibQuant codes of format 1 (FQCODES1, no checksum) are not read any more; encode again")
+        if len(data) < len(_MAGIC) + 8 or not data.startswith(_MAGIC):
+            raise ValueError("not FibQuant codes: the data does not start with the FQCODES2 magic")
+        body, (crc,) = data[:-4], struct.unpack("<I", data[-4:])
+        if zlib.crc32(body) != crc:
+            raise ValueError("FibQuant codes are corrupt or truncated: the CRC-32 checksum does not match")
+        (hlen,) = struct.unpack_from("<I", body, len(_MAGIC))
         start = len(_MAGIC) + 4
-        if start + hlen > len(data):
+        if start + hlen > len(body):
             raise ValueError("FibQuant codes are truncated: the header is incomplete")
         try:
-            header = json.loads(data[start : start + hlen].decode())
-            if not isinstance(header, dict) or header.get("format") != 1:
-                raise ValueError("unknown format version")
-            fields = {
-                name: header[name]
-                for name in ("shape", "d", "k", "n_codewords", "norm_dtype", "packing", "rotation", "seed", "codebook_hash")
-            }
-            nbytes = int(header["payload_bytes"])
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            header = json.loads(body[start : start + hlen].decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"FibQuant codes have a corrupt header: {exc}") from exc
-        body = data[start + hlen :]
-        if len(body) != nbytes:
-            kind = "truncated" if len(body) < nbytes else "too long"
-            raise ValueError(f"FibQuant codes are {kind}: the header announces {nbytes} payload bytes, found {len(body)}")
-        payload = np.frombuffer(body, dtype=np.uint8).copy()
-        return cls(payload=payload, **fields)
+        if not isinstance(header, dict) or header.get("format") != 2:
+            raise ValueError("FibQuant codes have a corrupt header: unknown format version")
+        missing = [name for name in (*_HEADER_FIELDS, "payload_bytes") if name not in header]
+        if missing:
+            raise ValueError(f"FibQuant codes have a corrupt header: missing {missing}")
+        fields = {name: header[name] for name in _HEADER_FIELDS}
+        for name in ("d", "k", "n_codewords", "seed", "payload_bytes"):
+            if type(header[name]) is not int:  # JSON true/1.0/"1" are not integers here
+                raise ValueError(f"FibQuant codes have a corrupt header: {name} must be an integer, got {header[name]!r}")
+        if not isinstance(fields["shape"], list) or any(type(v) is not int for v in fields["shape"]):
+            raise ValueError(f"FibQuant codes have a corrupt header: shape must be a list of integers, got {fields['shape']!r}")
+        if not (isinstance(fields["codebook_hash"], str) and _HEX64.fullmatch(fields["codebook_hash"])):
+            raise ValueError("FibQuant codes have a corrupt header: codebook_hash must be 64 hex digits")
+        payload = body[start + hlen :]
+        if len(payload) != header["payload_bytes"]:
+            kind = "truncated" if len(payload) < header["payload_bytes"] else "too long"
+            raise ValueError(
+                f"FibQuant codes are {kind}: the header announces {header['payload_bytes']} payload bytes, found {len(payload)}"
+            )
+        try:
+            return cls(payload=np.frombuffer(payload, dtype=np.uint8).copy(), **fields)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"FibQuant codes have an invalid header: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- codec
@@ -336,9 +394,9 @@ def _codebook_hash(codebook: Any, points: np.ndarray) -> str:
     h = getattr(codebook, "content_hash", None)
     if callable(h):
         h = h()
-    if h is None:
+    if not (isinstance(h, str) and _HEX64.fullmatch(h)):  # no (usable) content hash: hash the points
         h = hashlib.sha256(np.ascontiguousarray(points, dtype=np.float64).tobytes()).hexdigest()
-    return str(h)
+    return h
 
 
 class FibQuantCodec:
@@ -486,8 +544,7 @@ class FibQuantCodec:
         x = as_vectors(x, self.d)
         lead = x.shape[:-1]
         rows = x.reshape(-1, self.d)
-        with np.errstate(over="ignore"):
-            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        norms = row_norms(rows)  # overflow-safe, fixed order
         if not np.isfinite(norms).all():
             bad = int(np.flatnonzero(~np.isfinite(norms))[0])
             raise ValueError(f"the norm of row {bad} of x overflows float64 (entries too large to encode)")
@@ -578,6 +635,8 @@ class FibQuantCodec:
                 check_int(a, "index", minimum=-n, maximum=n - 1)
             return int(np.ravel_multi_index(tuple(int(a) % n for a, n in zip(i, codes.shape)), codes.shape))
         n = codes.n_vectors
+        if n == 0:
+            raise ValueError("decode_row on empty codes: there is no vector to decode")
         return check_int(i, "index", minimum=-n, maximum=n - 1) % n
 
     def decode_row(self, codes: FibQuantCodes, i: int | tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
@@ -597,7 +656,7 @@ class FibQuantCodec:
         r"""Per-block tables :math:`L_{b,n} = \langle(\Pi q)_b, c_n\rangle`, shape ``(..., m, N)`` for ``q (..., d)``."""
         q = as_vectors(q, self.d, "q")
         qr = self.rotation.forward(q).reshape(q.shape[:-1] + (self.n_blocks, self.k))
-        return np.einsum("...mk,nk->...mn", qr, self.points)
+        return matmul_rows(qr, self.points.T)
 
     def inner_product(self, q: object, codes: FibQuantCodes, method: str = "auto") -> np.ndarray:
         r"""Estimate :math:`\langle q, x\rangle` from the codes, without reconstructing :math:`\hat x`.
@@ -640,9 +699,7 @@ class FibQuantCodec:
         crow = np.array(np.broadcast_to(np.arange(codes.n_vectors, dtype=np.int64).reshape(codes.shape), out_shape).reshape(-1))
         qr = np.ascontiguousarray(self.rotation.forward(q.reshape(-1, self.d)))
         if method == "lut" or (method == "auto" and 4 * n_q * self.n_codewords <= out.size):
-            lut = np.ascontiguousarray(
-                np.einsum("qmk,nk->qmn", qr.reshape(n_q, self.n_blocks, self.k), self.points)
-            )
+            lut = np.ascontiguousarray(matmul_rows(qr.reshape(n_q, self.n_blocks, self.k), self.points.T))
             _ip_lut(lut, qrow, crow, idx, norms, out)
         else:
             _ip_gather(qr, qrow, crow, idx, self.points, norms, out)

@@ -31,15 +31,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special
-
 from ._validation import check_finite_rows, check_int
+from .fixed_order import matmul_rows, row_norms
+from .portable_math import betainc, betaincinv, ndtri, sincos_turns
 from .source import as_generator, sample_unit_vectors
 
 __all__ = [
     "DIRECTION_METHODS",
     "GOLDEN_ANGLE",
     "GOLDEN_FRACTION",
+    "GOLDEN_TURN",
     "cap_area_fraction",
     "covering_radius",
     "fibonacci_circle",
@@ -58,6 +59,8 @@ __all__ = [
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 #: :math:`1/\varphi = (\sqrt5-1)/2`, the fractional part of the golden ratio.
 GOLDEN_FRACTION = (math.sqrt(5.0) - 1.0) / 2.0
+#: The golden angle in turns, :math:`(3-\sqrt5)/2 = 1 - 1/\varphi`.
+GOLDEN_TURN = (3.0 - math.sqrt(5.0)) / 2.0
 #: Direction families accepted by :func:`shell_directions` (``"auto"`` picks per ``k``).
 DIRECTION_METHODS = ("auto", "sign", "fibonacci-circle", "fibonacci-sphere", "roberts-kronecker")
 
@@ -110,8 +113,8 @@ def fibonacci_circle(m: int, shell: int = 0) -> np.ndarray:
     m = _count(m)
     shell = check_int(shell, "shell", minimum=0)
     phase = (shell * GOLDEN_FRACTION) % 1.0
-    theta = 2.0 * math.pi * (np.arange(m) + phase) / m
-    return np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    sin, cos = sincos_turns((np.arange(m) + phase) / m)
+    return np.stack([cos, sin], axis=1)
 
 
 def fibonacci_sunflower(n: int, d: int | None = None) -> np.ndarray:
@@ -140,9 +143,9 @@ def fibonacci_sunflower(n: int, d: int | None = None) -> np.ndarray:
         r = np.sqrt(q)
     else:
         d = check_int(d, "d (dimension)", minimum=3)
-        r = np.sqrt(special.betaincinv(1.0, (d - 2) / 2.0, q))
-    theta = np.arange(n) * GOLDEN_ANGLE
-    return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
+        r = np.sqrt(betaincinv(1.0, (d - 2) / 2.0, q))
+    sin, cos = sincos_turns(np.arange(n) * GOLDEN_TURN)
+    return np.stack([r * cos, r * sin], axis=1)
 
 
 def fibonacci_sphere(m: int, shell: int = 0) -> np.ndarray:
@@ -168,8 +171,8 @@ def fibonacci_sphere(m: int, shell: int = 0) -> np.ndarray:
     i = np.arange(m)
     z = 1.0 - (2.0 * i + 1.0) / m
     rho = np.sqrt(np.clip(1.0 - z * z, 0.0, None))
-    phi = i * GOLDEN_ANGLE + 2.0 * math.pi * ((shell * GOLDEN_FRACTION) % 1.0)
-    return np.stack([rho * np.cos(phi), rho * np.sin(phi), z], axis=1)
+    sin, cos = sincos_turns(i * GOLDEN_TURN + (shell * GOLDEN_FRACTION) % 1.0)
+    return np.stack([rho * cos, rho * sin, z], axis=1)
 
 
 def generalized_golden_ratio(k: int) -> float:
@@ -185,11 +188,16 @@ def generalized_golden_ratio(k: int) -> float:
     float
     """
     k = _count(k, "k")
-    # The map x -> (1 + x)^(1/(k+1)) is a contraction on [1, 2] with the root as fixed point.
+    # Newton's method on p(x) = x^(k+1) - x - 1 from x = 2 (p is convex on [1, 2], so the iterates
+    # decrease monotonically to the root); powers by repeated multiplication, so no libm pow.
     x = 2.0
     for _ in range(200):
-        nxt = (1.0 + x) ** (1.0 / (k + 1))
-        if nxt == x:
+        power = 1.0
+        for _ in range(k):
+            power *= x  # x^k
+        step = (power * x - x - 1.0) / ((k + 1) * power - 1.0)
+        nxt = x - step
+        if not nxt < x:
             break
         x = nxt
     return float(x)
@@ -222,14 +230,17 @@ def roberts_kronecker_directions(m: int, k: int, start: int = 0) -> np.ndarray:
     k = _count(k, "k")
     start = check_int(start, "start", minimum=0)
     phi = generalized_golden_ratio(k)
-    alpha = phi ** -np.arange(1, k + 1, dtype=np.float64)
+    alpha = np.empty(k)
+    power = 1.0
+    for j in range(k):
+        power /= phi
+        alpha[j] = power  # phi^-(j+1)
     i = np.arange(start + 1, start + m + 1, dtype=np.float64)[:, None]
     t = np.mod(0.5 + i * alpha, 1.0)
     t = np.clip(t, 1e-15, 1.0 - 1e-15)
-    g = special.ndtri(t)
-    norm = np.linalg.norm(g, axis=1, keepdims=True)
+    g = ndtri(t)
     # A row of exact zeros needs t = 1/2 in every coordinate, impossible for irrational alpha.
-    return g / norm
+    return g / row_norms(g)[:, None]
 
 
 def resolve_direction_method(k: int, method: str = "auto") -> str:
@@ -288,7 +299,7 @@ def _directions(u: object) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"directions must have shape (m, k) with m, k >= 1, got {np.shape(u)}")
     check_finite_rows(arr, "directions")
-    norms = np.linalg.norm(arr, axis=1)
+    norms = row_norms(arr)
     if np.any(np.abs(norms - 1.0) > 1e-9):
         raise ValueError("directions must be unit vectors (row norms differ from 1 by more than 1e-9)")
     return arr
@@ -328,7 +339,7 @@ def covering_radius(directions: object, n_probe: int = 200_000, seed: int = 0) -
     lowest = 1.0  # smallest, over the probes, of the cosine to the nearest direction
     for start in range(0, n_probe, 20_000):
         x = sample_unit_vectors(min(20_000, n_probe - start), k, rng)
-        lowest = min(lowest, float((x @ u.T).max(axis=1).min()))
+        lowest = min(lowest, float(matmul_rows(x, u.T).max(axis=1).min()))
     return float(np.arccos(np.clip(lowest, -1.0, 1.0)))
 
 
@@ -357,7 +368,7 @@ def cap_area_fraction(k: int, t: object) -> np.ndarray:
         raise ValueError("cap heights must lie in [-1, 1]")
     if k == 1:
         return 0.5 * ((1.0 >= t).astype(np.float64) + (-1.0 >= t).astype(np.float64))
-    half = 0.5 * special.betainc((k - 1) / 2.0, 0.5, 1.0 - t * t)
+    half = 0.5 * betainc((k - 1) / 2.0, 0.5, 1.0 - t * t)
     return np.where(t >= 0, half, 1.0 - half)
 
 
@@ -392,7 +403,7 @@ def spherical_cap_discrepancy(directions: object, n_caps: int = 4_000, seed: int
         c = min(1_000, n_caps - start)
         centres = sample_unit_vectors(c, k, rng) if k >= 2 else rng.choice([-1.0, 1.0], size=(c, 1))
         t = rng.uniform(-1.0, 1.0, c)
-        frac = ((u @ centres.T) >= t[None, :]).mean(axis=0)
+        frac = (matmul_rows(u, centres.T) >= t[None, :]).mean(axis=0)
         worst = max(worst, float(np.abs(frac - cap_area_fraction(k, t)).max()))
     return worst
 
@@ -412,6 +423,6 @@ def min_separation(directions: object) -> float:
     u = _directions(directions)
     if u.shape[0] == 1:
         return math.pi
-    g = np.clip(u @ u.T, -1.0, 1.0)
+    g = np.clip(matmul_rows(u, u.T), -1.0, 1.0)
     np.fill_diagonal(g, -1.0)
     return float(np.arccos(g.max()))

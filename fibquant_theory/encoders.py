@@ -23,6 +23,8 @@ All searches return ``(index, distance)`` where ``distance`` is the squared
 Euclidean distance to the returned codeword, recomputed directly from the
 coordinates; the fast searches can only be worse than (or equal to) the
 exhaustive one, never better, and what they report is what they return.
+The kernels are compiled without fastmath and sum in a fixed order, so the
+indices have the same bits on every x86-64 machine.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from ._validation import check_int
+from ._validation import check_distance_range, check_int
+from .fixed_order import row_sumsq
 
 __all__ = [
     "ENCODERS",
@@ -50,11 +53,9 @@ __all__ = [
 #: Encoder names understood by :func:`make_search`.
 ENCODERS = ("exhaustive", "two-stage", "clustered")
 
-_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-
 
 # ----------------------------------------------------------------------------- kernels
-@njit(cache=True, fastmath=_FASTMATH, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _search_range(y, i, sorted_points, sorted_norm2, order, lo, hi, best, best_p):  # pragma: no cover - compiled
     """Best of ``sorted_points[lo:hi]`` for row ``i`` by ``|c|^2 - 2 y.c`` (ties to the lower original index)."""
     k = y.shape[1]
@@ -69,7 +70,7 @@ def _search_range(y, i, sorted_points, sorted_norm2, order, lo, hi, best, best_p
     return best, best_p
 
 
-@njit(cache=True, fastmath=_FASTMATH, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _squared_distance(y, i, points, j):  # pragma: no cover - compiled
     """``|y[i] - points[j]|^2`` computed directly (the reported distance)."""
     dist = 0.0
@@ -82,7 +83,6 @@ def _squared_distance(y, i, points, j):  # pragma: no cover - compiled
 @njit(
     "void(float64[:, ::1], float64[:, ::1], float64[::1], int64[::1], float64[::1])",
     cache=True,
-    fastmath=_FASTMATH,
     nogil=True,
 )
 def _exhaustive_kernel(y, points, norm2, idx_out, dist_out):  # pragma: no cover - compiled
@@ -107,7 +107,6 @@ def _exhaustive_kernel(y, points, norm2, idx_out, dist_out):  # pragma: no cover
 @njit(
     "void(float64[:, ::1], float64[:, ::1], float64[::1], int64[::1], int64[::1], float64[::1], int64, int64[::1], float64[::1])",
     cache=True,
-    fastmath=_FASTMATH,
     nogil=True,
 )
 def _two_stage_kernel(y, sorted_points, sorted_norm2, order, offsets, radii, probes, idx_out, dist_out):  # pragma: no cover
@@ -140,7 +139,6 @@ def _two_stage_kernel(y, sorted_points, sorted_norm2, order, offsets, radii, pro
 @njit(
     "void(float64[:, ::1], float64[:, ::1], float64[::1], float64[:, ::1], float64[::1], int64[::1], int64[::1], int64, int64[::1], float64[::1])",
     cache=True,
-    fastmath=_FASTMATH,
     nogil=True,
 )
 def _clustered_kernel(
@@ -233,7 +231,7 @@ class NearestCodewordSearch(ABC):
     def __init__(self, points: object) -> None:
         self.points = _as_points(points)
         self.n_codewords, self.k = self.points.shape
-        self._norm2 = np.einsum("ij,ij->i", self.points, self.points)
+        self._norm2 = row_sumsq(self.points)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(N={self.n_codewords}, k={self.k})"
@@ -263,6 +261,7 @@ class NearestCodewordSearch(ABC):
             Squared distance to the returned codeword, shape ``(n,)``, float64.
         """
         y = _as_blocks(y, self.k)
+        check_distance_range(y, self.points, "blocks")
         idx = np.empty(y.shape[0], dtype=np.int64)
         dist = np.empty(y.shape[0])
         if y.shape[0]:
@@ -366,7 +365,7 @@ def kmeans_codewords(
     dist = np.empty(n)
     new = np.empty(n, dtype=np.int64)
     for _ in range(iterations):
-        _exhaustive_kernel(pts, centroids, np.einsum("ij,ij->i", centroids, centroids), new, dist)
+        _exhaustive_kernel(pts, centroids, row_sumsq(centroids), new, dist)
         counts = np.bincount(new, minlength=n_clusters)
         for c in np.flatnonzero(counts == 0):
             # re-seed an empty cluster with the worst-served codeword of a cluster that keeps a member
@@ -414,7 +413,7 @@ class ClusteredSearch(NearestCodewordSearch):
         self.top = check_int(top, "top", minimum=1, maximum=self.n_clusters)
         self.seed = check_int(seed, "seed", minimum=0)
         self.parents, labels = kmeans_codewords(self.points, self.n_clusters, self.seed)
-        self._parent_norm2 = np.einsum("ij,ij->i", self.parents, self.parents)
+        self._parent_norm2 = row_sumsq(self.parents)
         self._order, self._offsets = _group(labels, self.n_clusters)
         self._sorted = np.ascontiguousarray(self.points[self._order])
         self._sorted_norm2 = np.ascontiguousarray(self._norm2[self._order])

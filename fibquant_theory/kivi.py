@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import as_vectors, check_int
+from .fixed_order import row_dots
 from .packing import pack_indices, unpack_indices
 
 __all__ = ["KIVI_MODES", "KIVICodec", "KIVICodes"]
@@ -230,6 +231,8 @@ class KIVICodec:
         """Decode vector ``i`` (flat row-major index or tuple) alone, shape ``(d,)``."""
         codes = self._check(codes)
         n = codes.n_vectors
+        if n == 0:
+            raise ValueError("decode_row on empty codes: there is no vector to decode")
         flat = (
             int(np.ravel_multi_index(tuple(int(a) for a in i), codes.shape))
             if isinstance(i, tuple)
@@ -254,7 +257,7 @@ class KIVICodec:
         if self.mode == "per-token":
             s = codes.scale.astype(np.float64)
             z = codes.zero.astype(np.float64)
-            return s * np.einsum("...i,...i->...", q, c) + z * q.sum(axis=-1)
+            return s * row_dots(q, c) + z * row_dots(q, np.ones(self.d))
         t = codes.shape[-1]
         s, z = self._expand(codes.scale, t), self._expand(codes.zero, t)
-        return np.einsum("...i,...i->...", q * s, c) + np.einsum("...i,...i->...", q, z)
+        return row_dots(q * s, c) + row_dots(q, z)

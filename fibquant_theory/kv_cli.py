@@ -55,8 +55,11 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_kv_eval(args: argparse.Namespace) -> str:
     from .kv_eval import kv_eval
+    from .kvcache import check_fp_layers, n_layers_of
 
     model, _, ids = _load(args)
+    if args.fp_layers:
+        check_fp_layers(args.fp_layers, n_layers_of(model.config), "--fp-layers")
     row = kv_eval(args.method, model, ids, ctx=args.ctx, stride=args.stride, progress=not args.json, **_options(args))
     if args.json:
         return json.dumps(row)
@@ -97,7 +100,7 @@ def add_kv_commands(sub: Any) -> None:
     ev.add_argument("--value-codewords", type=int, help="FibQuant N for values (default: --codewords)")
     ev.add_argument("--value-bits", type=int, help="bits for values (default: --bits)")
     ev.add_argument("--window", type=int, default=0, help="most recent tokens kept in fp16 (default 0: off)")
-    ev.add_argument("--fp-layers", type=int, nargs="*", help="layers left uncompressed, e.g. 0 -1 (default none)")
+    ev.add_argument("--fp-layers", type=int, nargs="*", help="layers left uncompressed, e.g. 0 -1; -n <= i < n for n layers (default none)")
     ev.add_argument(
         "--center", choices=("none", "key", "value", "both"), default="none",
         help="remove the per-head prefill mean of keys/values before encoding (default none)",

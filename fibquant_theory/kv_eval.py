@@ -114,33 +114,62 @@ def tokenize(tokenizer: Any, text: str, max_tokens: int | None = None) -> torch.
     return ids
 
 
+#: Options of :func:`make_cache_factory` that every method takes, and those of each method.
+_COMMON_OPTIONS = ("window", "fp_layers", "center")
+_METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "fp": (),
+    "fibquant": ("block", "codewords", "value_block", "value_codewords", "seed"),
+    "turboquant": ("bits", "value_bits", "seed"),
+    "turboquant-prod": ("bits", "value_bits", "seed"),
+    "kivi": ("bits", "value_bits", "seed"),
+}
+
+
 def make_cache_factory(method: str, config: Any, **options: Any) -> Callable[[], CodecCache | None]:
     """A function returning a fresh cache of ``method`` (``None`` for ``"fp"``: the model's DynamicCache).
 
     ``options``: ``block``, ``codewords`` (fibquant), ``bits`` (turboquant, kivi),
-    ``value_block``, ``value_codewords``, ``value_bits``, ``window``, ``fp_layers``, ``center``, ``seed``.
+    ``value_block``, ``value_codewords``, ``value_bits``, ``window``, ``fp_layers``, ``center``, ``seed``;
+    ``None`` means "not given". One cache is built at once, so that bad settings raise here,
+    before any evaluation.
+
+    Raises
+    ------
+    TypeError
+        An option name outside the list above.
+    ValueError
+        An unknown method, a missing required option, an option the method does not take
+        (e.g. ``block`` for turboquant), or a setting the cache refuses (e.g. an out-of-range
+        ``fp_layers`` index).
     """
+    if method not in _METHOD_OPTIONS:
+        raise ValueError(f"unknown method {method!r}; choose from {KV_METHODS}")
+    known = set(_COMMON_OPTIONS).union(*_METHOD_OPTIONS.values())
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"make_cache_factory: unknown option(s) {unknown}; known: {sorted(known)}")
     opts = {k: v for k, v in options.items() if v is not None}
-    common = {k: opts.pop(k) for k in ("window", "fp_layers", "center") if k in opts}
+    common = {k: opts.pop(k) for k in _COMMON_OPTIONS if k in opts}
     if method == "fp":
+        # the fp method ignores the cache settings (its row reports them as given)
         return lambda: None
+    foreign = sorted(set(opts) - set(_METHOD_OPTIONS[method]))
+    if foreign:
+        raise ValueError(f"method {method} does not take {', '.join(foreign)}")
+    kw = dict(opts)
     if method == "fibquant":
-        if "block" not in opts or "codewords" not in opts:
+        if "block" not in kw or "codewords" not in kw:
             raise ValueError("method fibquant needs block and codewords")
-        kw = {k: opts[k] for k in ("block", "codewords", "value_block", "value_codewords", "seed") if k in opts}
         FibQuantCache(config, **kw, **common)  # design/check codebooks once, before timing starts
         return lambda: FibQuantCache(config, **kw, **common)
-    if method in ("turboquant", "turboquant-prod"):
-        if "bits" not in opts:
-            raise ValueError(f"method {method} needs bits")
-        kw = {k: opts[k] for k in ("bits", "value_bits", "seed") if k in opts}
-        return lambda: TurboQuantCache(config, prod=method == "turboquant-prod", **kw, **common)
+    if "bits" not in kw:
+        raise ValueError(f"method {method} needs bits")
     if method == "kivi":
-        if "bits" not in opts:
-            raise ValueError("method kivi needs bits")
-        kw = {k: opts[k] for k in ("bits", "value_bits") if k in opts}
+        KiviCache(config, **kw, **common)  # check the settings at once
         return lambda: KiviCache(config, **kw, **common)
-    raise ValueError(f"unknown method {method!r}; choose from {KV_METHODS}")
+    prod = method == "turboquant-prod"
+    TurboQuantCache(config, prod=prod, **kw, **common)  # check the settings at once
+    return lambda: TurboQuantCache(config, prod=prod, **kw, **common)
 
 
 @torch.no_grad()

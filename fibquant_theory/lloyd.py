@@ -32,7 +32,11 @@ exhaustive scan computes :math:`\|x-c\|^2` for all codewords (vectorised
 over codewords) and keeps the two smallest. The centroid update sums over a
 fixed number of sample chunks (it depends on the sizes only, never on the
 number of threads) and adds the chunks in a fixed order, so the result is
-bit-identical for any thread count. Large codebooks (``N >= 1024`` with
+bit-identical for any thread count. The kernels are compiled without
+fastmath (no fused multiply-add, no reordering of sums) and every sum runs in
+a fixed order, so the results are also bit-identical on every x86-64 machine.
+Inputs whose squared distances could overflow float64 are refused with
+``ValueError``. Large codebooks (``N >= 1024`` with
 ``k <= 8`` by default) use an exact :class:`scipy.spatial.cKDTree` search
 for the full searches instead.
 """
@@ -46,11 +50,10 @@ from numba import njit, prange, types
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from ._validation import check_finite_rows, check_int
+from ._validation import check_distance_range, check_finite_rows, check_int
+from .fixed_order import row_sumsq
 
 __all__ = ["LloydResult", "assignment_method", "lloyd_max", "nearest_codeword"]
-
-_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 #: Samples per task of the parallel assignment kernel.
 _ASSIGN_BLOCK = 256
@@ -81,7 +84,7 @@ _i8 = types.int64
 # by exactly one range call, so serial and parallel results are bit-identical.
 
 
-@njit(types.void(_f8_2d, _f8_2d, _i8_1d, _f8_1d, _f8_1d, _i8, _i8), fastmath=_FASTMATH, cache=True)
+@njit(types.void(_f8_2d, _f8_2d, _i8_1d, _f8_1d, _f8_1d, _i8, _i8), cache=True)
 def _scan_range(x, pt, idx, dist, dist2, start, stop):  # pragma: no cover - compiled
     """Nearest and runner-up codeword of rows ``start:stop`` of ``x`` (n, k) among the columns of ``pt`` (k, N).
 
@@ -116,7 +119,7 @@ def _scan_range(x, pt, idx, dist, dist2, start, stop):  # pragma: no cover - com
         dist2[i] = second
 
 
-@njit(types.void(_f8_2d, _f8_2d, _i8_1d, _f8_1d, _f8_1d), parallel=True, fastmath=_FASTMATH, cache=True)
+@njit(types.void(_f8_2d, _f8_2d, _i8_1d, _f8_1d, _f8_1d), parallel=True, cache=True)
 def _scan_parallel(x, pt, idx, dist, dist2):  # pragma: no cover - compiled
     """:func:`_scan_range` over all rows, blocks of ``_ASSIGN_BLOCK`` rows in parallel."""
     n = x.shape[0]
@@ -127,7 +130,6 @@ def _scan_parallel(x, pt, idx, dist, dist2):  # pragma: no cover - compiled
 
 @njit(
     _i8(_f8_2d, _f8_2d, _f8_1d, _f8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d, types.float64, types.float64, _i8, _i8, _i8),
-    fastmath=_FASTMATH,
     cache=True,
 )
 def _bounds_range(x, points, shift, s_half, idx, upper, lower, dist, need, max1, max2, arg1, start, stop):  # pragma: no cover
@@ -167,7 +169,6 @@ def _bounds_range(x, points, shift, s_half, idx, upper, lower, dist, need, max1,
 @njit(
     _i8(_f8_2d, _f8_2d, _f8_1d, _f8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d, types.float64, types.float64, _i8),
     parallel=True,
-    fastmath=_FASTMATH,
     cache=True,
 )
 def _bounds_parallel(x, points, shift, s_half, idx, upper, lower, dist, need, max1, max2, arg1):  # pragma: no cover
@@ -183,7 +184,7 @@ def _bounds_parallel(x, points, shift, s_half, idx, upper, lower, dist, need, ma
     return total
 
 
-@njit(types.void(_f8_2d, _i8_1d, _f8_1d, _f8_3d, _f8_2d, _f8_1d, _i8), fastmath=_FASTMATH, cache=True)
+@njit(types.void(_f8_2d, _i8_1d, _f8_1d, _f8_3d, _f8_2d, _f8_1d, _i8), cache=True)
 def _sums_chunk(x, idx, dist, sums, counts, sse, c):  # pragma: no cover - compiled
     """Cell sums ``sums[c, j, :]``, cell sizes ``counts[c, j]`` and distortion ``sse[c]`` of sample chunk ``c``."""
     n, k = x.shape
@@ -201,21 +202,21 @@ def _sums_chunk(x, idx, dist, sums, counts, sse, c):  # pragma: no cover - compi
     sse[c] = acc
 
 
-@njit(types.void(_f8_2d, _i8_1d, _f8_1d, _f8_3d, _f8_2d, _f8_1d), parallel=True, fastmath=_FASTMATH, cache=True)
+@njit(types.void(_f8_2d, _i8_1d, _f8_1d, _f8_3d, _f8_2d, _f8_1d), parallel=True, cache=True)
 def _sums_parallel(x, idx, dist, sums, counts, sse):  # pragma: no cover - compiled
     """:func:`_sums_chunk` for every chunk, chunks in parallel."""
     for c in prange(sums.shape[0]):
         _sums_chunk(x, idx, dist, sums, counts, sse, c)
 
 
-@njit(types.void(_f8_2d, _i8_1d, _f8_1d, _f8_3d, _f8_2d, _f8_1d), fastmath=_FASTMATH, cache=True)
+@njit(types.void(_f8_2d, _i8_1d, _f8_1d, _f8_3d, _f8_2d, _f8_1d), cache=True)
 def _sums_serial(x, idx, dist, sums, counts, sse):  # pragma: no cover - compiled
     """:func:`_sums_chunk` for every chunk, one after the other."""
     for c in range(sums.shape[0]):
         _sums_chunk(x, idx, dist, sums, counts, sse, c)
 
 
-@njit(types.void(_f8_3d, _f8_2d, _f8_2d, _f8_1d), fastmath=_FASTMATH, cache=True)
+@njit(types.void(_f8_3d, _f8_2d, _f8_2d, _f8_1d), cache=True)
 def _reduce_chunks(sums, counts, total, total_counts):  # pragma: no cover - compiled
     """Add the chunk partial sums in chunk order (deterministic)."""
     n_chunks, n_code, k = sums.shape
@@ -232,7 +233,6 @@ def _reduce_chunks(sums, counts, total, total_counts):  # pragma: no cover - com
 
 @njit(
     _i8(_f8_2d, _f8_2d, _i8_2d, _f8_1d, _i8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d, _i8, _i8),
-    fastmath=_FASTMATH,
     cache=True,
 )
 def _local_range(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, start, stop):  # pragma: no cover
@@ -289,7 +289,6 @@ def _local_range(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, 
 @njit(
     _i8(_f8_2d, _f8_2d, _i8_2d, _f8_1d, _i8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d),
     parallel=True,
-    fastmath=_FASTMATH,
     cache=True,
 )
 def _local_parallel(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback):  # pragma: no cover
@@ -365,8 +364,7 @@ def _nearest2_kdtree(x: np.ndarray, points: np.ndarray, tree: cKDTree) -> tuple[
         d12, i12 = tree.query(x, k=2, workers=-1)
         idx = np.ascontiguousarray(i12[:, 0], dtype=np.int64)
         dist2 = np.ascontiguousarray(d12[:, 1] ** 2)
-    diff = x - points[idx]
-    dist = np.einsum("ij,ij->i", diff, diff)
+    dist = row_sumsq(x - points[idx])
     return idx, dist, np.maximum(dist2, dist)
 
 
@@ -406,6 +404,7 @@ def nearest_codeword(
     if pts.shape[0] < 1:
         raise ValueError("points must hold at least one codeword")
     x = _as_points(blocks, "blocks", pts.shape[1])
+    check_distance_range(x, pts, "blocks")
     if method == "auto":
         method = assignment_method(pts.shape[0], pts.shape[1])
     if method == "exhaustive":
@@ -610,6 +609,7 @@ def lloyd_max(
     x = _as_points(samples, "samples", k)
     if x.shape[0] < n_code:
         raise ValueError(f"need at least as many samples as codewords, got {x.shape[0]} < {n_code}")
+    check_distance_range(x, pts, "samples")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     tol = float(tol)
     if not np.isfinite(tol) or tol < 0:
@@ -680,7 +680,7 @@ def lloyd_max(
                 worst = np.argsort(-dist, kind="stable")[: empty.size]
                 new[empty] = x[worst]
                 n_empty_fixed += int(empty.size)
-            shift = np.sqrt(np.einsum("ij,ij->i", new - pts, new - pts))
+            shift = np.sqrt(row_sumsq(new - pts))
             pts = new
     finally:
         bar.close()

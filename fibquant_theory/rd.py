@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ._validation import check_int
+from .fixed_order import row_dots, row_sumsq
 from .source import sample_unit_vectors
 
 __all__ = ["Codec", "rate_distortion", "shannon_bound"]
@@ -47,7 +48,7 @@ def rate_distortion(codec: Codec, n_samples: int = 100_000, seed: int = 0, chunk
     seed : int
         Seed of the test vectors (independent of the codec's seed).
     chunk : int
-        Vectors processed at once (memory bound).
+        Vectors processed at once (memory bound), an integer ``>= 1``.
 
     Returns
     -------
@@ -59,9 +60,15 @@ def rate_distortion(codec: Codec, n_samples: int = 100_000, seed: int = 0, chunk
         (:math:`E(\langle q,u\rangle-\widehat{\langle q,u\rangle})^2` for an
         independent uniform unit ``q``) and ``ip_bias``, ``ip_bias_se`` (mean
         signed inner-product error).
+
+    Raises
+    ------
+    ValueError
+        If ``n_samples``, ``seed`` or ``chunk`` is not an integer in range.
     """
     n = check_int(n_samples, "n_samples", minimum=2)
     seed = check_int(seed, "seed", minimum=0)
+    chunk = check_int(chunk, "chunk", minimum=1)
     rng_x = np.random.default_rng([seed, 1])
     rng_q = np.random.default_rng([seed, 2])
     err = np.empty(n)
@@ -72,8 +79,8 @@ def rate_distortion(codec: Codec, n_samples: int = 100_000, seed: int = 0, chunk
         q = sample_unit_vectors(m, codec.d, rng_q)
         codes = codec.encode(u)
         u_hat = codec.decode(codes)
-        err[start : start + m] = np.sum((u - u_hat) ** 2, axis=1)
-        ip_err[start : start + m] = np.einsum("ij,ij->i", q, u) - codec.inner_product(q, codes)
+        err[start : start + m] = row_sumsq(u - u_hat)
+        ip_err[start : start + m] = row_dots(q, u) - codec.inner_product(q, codes)
     mse = float(err.mean())
     rate = float(codec.rate_bits)
     bound = shannon_bound(rate)

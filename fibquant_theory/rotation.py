@@ -8,7 +8,8 @@ import numpy as np
 from numba import njit
 
 from ._validation import check_int
-from .source import as_generator
+from .fixed_order import _matmul_rows, householder_qr
+from .source import as_generator, standard_normal
 
 __all__ = [
     "ROTATION_KINDS",
@@ -27,6 +28,8 @@ def haar_orthogonal(d: int, seed: int | np.random.Generator = 0) -> np.ndarray:
 
     QR decomposition of a standard Gaussian matrix with the sign fix
     ``Q @ diag(sign(diag(R)))`` (Mezzadri 2007), which makes the law exactly Haar.
+    The QR is :func:`~fibquant_theory.fixed_order.householder_qr` (fixed order,
+    no BLAS), so the matrix has the same bits on every machine.
 
     Parameters
     ----------
@@ -42,9 +45,8 @@ def haar_orthogonal(d: int, seed: int | np.random.Generator = 0) -> np.ndarray:
     """
     d = check_int(d, "d", minimum=1)
     rng = as_generator(seed)
-    q, r = np.linalg.qr(rng.standard_normal((d, d)))
-    signs = np.sign(np.diag(r))
-    signs[signs == 0] = 1.0
+    q, r = householder_qr(standard_normal((d, d), rng))
+    signs = np.where(np.diag(r) < 0, -1.0, 1.0)
     return q * signs[None, :]
 
 
@@ -52,24 +54,7 @@ def haar_orthogonal(d: int, seed: int | np.random.Generator = 0) -> np.ndarray:
 #: Rotation kinds understood by :func:`make_rotation`.
 ROTATION_KINDS = ("haar", "hadamard")
 
-_FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-
-
-@njit("void(float64[:, ::1], float64[:, ::1], float64[:, ::1])", cache=True, fastmath=_FASTMATH, nogil=True)
-def _rowwise_matmul(x, m, out):  # pragma: no cover - compiled
-    """``out = x @ m`` computed row by row in a fixed order (so a row's result never depends on the batch)."""
-    n, d = x.shape
-    e = m.shape[1]
-    for i in range(n):
-        for j in range(e):
-            out[i, j] = 0.0
-        for l in range(d):
-            a = x[i, l]
-            for j in range(e):
-                out[i, j] += a * m[l, j]
-
-
-@njit("void(float64[:, ::1], float64[::1], boolean, float64[:, ::1])", cache=True, fastmath=_FASTMATH, nogil=True)
+@njit("void(float64[:, ::1], float64[::1], boolean, float64[:, ::1])", cache=True, nogil=True)
 def _rowwise_hadamard(x, signs, inverse, out):  # pragma: no cover - compiled
     """Row-wise ``H D x / sqrt(d)`` (forward) or ``D H x / sqrt(d)`` (inverse); ``d`` a power of two."""
     n, d = x.shape
@@ -95,8 +80,9 @@ class Rotation(ABC):
 
     ``forward(u)`` is :math:`\\Pi u` for every row ``u`` (``u @ matrix.T``) and
     ``inverse(z)`` is :math:`\\Pi^\\top z` (``z @ matrix``). Each row is computed
-    by a compiled kernel in a fixed order, so the result for one row is
-    bit-for-bit the same whether it is transformed alone or inside a batch.
+    by a compiled kernel in a fixed order, without fused multiply-adds, so the
+    result for one row is bit-for-bit the same whether it is transformed alone
+    or inside a batch, and on every machine.
     Build one with :func:`make_rotation`, :func:`dense_rotation` or
     :func:`randomized_hadamard`.
 
@@ -170,7 +156,7 @@ class DenseRotation(Rotation):
     def _apply(self, x: np.ndarray, inverse: bool) -> np.ndarray:
         out = np.empty_like(x)
         if x.shape[0]:
-            _rowwise_matmul(x, self._m if inverse else self._mt, out)
+            _matmul_rows(x, self._m if inverse else self._mt, out)
         return out
 
 

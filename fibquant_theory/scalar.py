@@ -15,6 +15,9 @@ The quantizer is symmetric, so only the positive half is solved: a few Lloyd
 iterations from the quantile initialisation, then Newton's method on the centroid
 fixed point (the Jacobian is tridiagonal) until the centroid condition holds to
 machine precision. Thresholds are midpoints (nearest-neighbour condition).
+The special functions are those of :mod:`~fibquant_theory.portable_math` and
+the tridiagonal solve is a plain Thomas sweep, so the levels have the same
+bits on every machine.
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg, special
 
+from . import portable_math as pm
 from ._validation import check_bits, check_int
 
 __all__ = ["ScalarQuantizer", "lloyd_max_scalar", "coordinate_moments"]
 
 
+_LOG_PI = 1.1447298858494001741  # log(pi)
+
+
 def _log_c1(d: int) -> float:
-    return special.gammaln(d / 2.0) - 0.5 * math.log(math.pi) - special.gammaln((d - 1) / 2.0)
+    return float(pm.lgamma(d / 2.0) - 0.5 * _LOG_PI - pm.lgamma((d - 1) / 2.0))
 
 
 def coordinate_moments(d: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,10 +62,10 @@ def coordinate_moments(d: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray
         raise ValueError("coordinate_moments needs 0 <= a <= b <= 1")
     h = (d - 1) / 2.0
     # Upper-tail (complemented) incomplete Beta keeps full relative precision in the tails.
-    mass = 0.5 * (special.betaincc(0.5, h, a * a) - special.betaincc(0.5, h, b * b))
-    c1 = math.exp(_log_c1(d))
-    first = c1 / (d - 1) * ((1.0 - a * a) ** h - (1.0 - b * b) ** h)
-    second = 0.5 / d * (special.betaincc(1.5, h, a * a) - special.betaincc(1.5, h, b * b))
+    mass = 0.5 * (pm.betaincc(0.5, h, a * a) - pm.betaincc(0.5, h, b * b))
+    c1 = float(pm.exp(_log_c1(d)))
+    first = c1 / (d - 1) * (pm.exp(h * pm.log1p(-a * a)) - pm.exp(h * pm.log1p(-b * b)))
+    second = 0.5 / d * (pm.betaincc(1.5, h, a * a) - pm.betaincc(1.5, h, b * b))
     return mass, first, second
 
 
@@ -67,8 +73,29 @@ def _marginal_pdf(d: int, t: np.ndarray) -> np.ndarray:
     t = np.asarray(t, dtype=np.float64)
     out = np.zeros_like(t)
     inside = np.abs(t) < 1
-    out[inside] = np.exp(_log_c1(d) + (d - 3) / 2.0 * np.log1p(-t[inside] ** 2))
+    out[inside] = pm.exp(_log_c1(d) + (d - 3) / 2.0 * pm.log1p(-t[inside] ** 2))
     return out
+
+
+def _solve_tridiagonal(lower: np.ndarray, main: np.ndarray, upper: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve ``J x = rhs`` for the tridiagonal ``J`` (Thomas algorithm, a fixed order: the same bits everywhere).
+
+    ``lower[i] = J[i + 1, i]``, ``main[i] = J[i, i]``, ``upper[i] = J[i, i + 1]``.
+    The Jacobians here are diagonally dominant (the centroid map is a contraction), so no pivoting is needed.
+    """
+    n = main.size
+    c = np.empty(n)
+    x = np.empty(n)
+    denom = main[0]
+    c[0] = upper[0] / denom if n > 1 else 0.0
+    x[0] = rhs[0] / denom
+    for i in range(1, n):
+        denom = main[i] - lower[i - 1] * c[i - 1]
+        c[i] = upper[i] / denom if i < n - 1 else 0.0
+        x[i] = (rhs[i] - lower[i - 1] * x[i - 1]) / denom
+    for i in range(n - 2, -1, -1):
+        x[i] -= c[i] * x[i + 1]
+    return x
 
 
 def _half_centroids(d: int, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -138,7 +165,7 @@ def _design(d: int, bits: int, tol: float, max_newton: int) -> ScalarQuantizer:
     m = 2 ** (bits - 1)  # positive levels
     # Quantile initialisation: centre of mass of equal-probability cells of |t|.
     q = (np.arange(m) + 0.5) / m
-    s2 = special.betaincinv(0.5, (d - 1) / 2.0, q)
+    s2 = pm.betaincinv(0.5, (d - 1) / 2.0, q)
     c = np.sqrt(s2)
     iters = 0
     for _ in range(30):  # plain Lloyd to get into Newton's basin
@@ -160,14 +187,7 @@ def _design(d: int, bits: int, tol: float, max_newton: int) -> ScalarQuantizer:
         main = 1.0 - 0.5 * dg_upper - 0.5 * dg_lower
         upper = -0.5 * dg_upper[:-1]  # J[i, i+1]
         lower = -0.5 * dg_lower[1:]  # J[i, i-1]
-        if m == 1:
-            step = resid / main
-        else:
-            ab = np.zeros((3, m))
-            ab[0, 1:] = upper
-            ab[1] = main
-            ab[2, :-1] = lower
-            step = linalg.solve_banded((1, 1), ab, resid)
+        step = _solve_tridiagonal(lower, main, upper, resid)
         # Damping: keep levels increasing, inside (0, 1), and the residual falling.
         lam = 1.0
         norm0 = np.max(np.abs(resid))
@@ -186,7 +206,9 @@ def _design(d: int, bits: int, tol: float, max_newton: int) -> ScalarQuantizer:
     thresholds[m - 1] = 0.0
     edges = np.concatenate(([0.0], thresholds[m:], [1.0]))
     mass, first, second = coordinate_moments(d, edges[:-1], edges[1:])
-    mse_half = float(np.sum(second - 2.0 * c * first + c * c * mass))
+    mse_half = 0.0
+    for term in second - 2.0 * c * first + c * c * mass:  # a fixed order
+        mse_half += float(term)
     levels.setflags(write=False)
     thresholds.setflags(write=False)
     return ScalarQuantizer(d, bits, levels, thresholds, 2.0 * mse_half, iters)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._validation import check_dim_block, check_int
 from .directions import resolve_direction_method, shell_directions
-from .source import SphericalBeta
+from .portable_math import betaincinv
 
 __all__ = ["beta_quantile_radii", "factorisations", "shell_codebook", "valid_factorisations"]
 
@@ -51,7 +51,10 @@ def beta_quantile_radii(d: int, k: int, n_shells: int) -> np.ndarray:
     """
     d, k = check_dim_block(d, k)
     s = check_int(n_shells, "n_shells", minimum=1)
-    return SphericalBeta(d, k).radius_ppf((np.arange(s) + 0.5) / s)
+    if k == d:
+        return np.ones(s)
+    # the portable Beta quantile (same bits on every machine), not SciPy's (which calls libm)
+    return np.sqrt(betaincinv(k / 2.0, (d - k) / 2.0, (np.arange(s) + 0.5) / s))
 
 
 def factorisations(n: int) -> list[tuple[int, int]]:

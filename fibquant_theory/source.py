@@ -31,8 +31,10 @@ import numpy as np
 from scipy import special, stats
 
 from ._validation import check_dim_block, check_int
+from .fixed_order import row_sumsq
+from .portable_math import BITS_RANGE, beta_from_bits, normal_from_bits
 
-__all__ = ["SphericalBeta", "sample_unit_vectors", "as_generator"]
+__all__ = ["SphericalBeta", "sample_unit_vectors", "standard_normal", "as_generator"]
 
 #: Largest number of float64 entries a sampler allocates at once.
 _CHUNK_ENTRIES = 1 << 22
@@ -48,6 +50,36 @@ def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
     if seed is None:
         return np.random.default_rng()
     return np.random.default_rng(check_int(seed, "seed", minimum=0))
+
+
+def standard_normal(size: int | tuple[int, ...], seed: int | np.random.Generator | None = 0) -> np.ndarray:
+    """Standard normal samples with the same bits on every machine.
+
+    Each sample is :func:`~fibquant_theory.portable_math.normal_from_bits` of
+    one 53-bit integer drawn by the generator (the inverse normal CDF at the
+    midpoint of a uniform 53-bit grid). NumPy's own ``standard_normal`` is exact
+    too but calls the C library's ``log1p`` in its tail, whose last bit differs
+    between CPUs; every sampler of this package uses this function instead.
+
+    Parameters
+    ----------
+    size : int or tuple of int
+        Output shape.
+    seed : int, numpy.random.Generator or None
+        Seed or generator (same integer, same samples).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 array of shape ``size``.
+    """
+    rng = as_generator(seed)
+    return normal_from_bits(rng.integers(0, BITS_RANGE, size=size, dtype=np.int64))
+
+
+def _unit_rows(g: np.ndarray) -> np.ndarray:
+    """Rows of ``g`` divided by their norms (fixed-order sums: the same bits everywhere)."""
+    return g / np.sqrt(row_sumsq(g))[:, None]
 
 
 def sample_unit_vectors(n: int, d: int, seed: int | np.random.Generator | None = 0) -> np.ndarray:
@@ -153,7 +185,7 @@ class SphericalBeta:
         """
         self._require_density()
         arr = self._block(y)
-        s = np.einsum("...i,...i->...", arr, arr)
+        s = row_sumsq(arr)
         out = np.full(s.shape, -np.inf)
         inside = s < 1.0
         out[inside] = self.log_normalizer + self.exponent * np.log1p(-s[inside])
@@ -212,8 +244,11 @@ class SphericalBeta:
         method : {"radial", "gaussian"}
             ``"gaussian"`` draws standard Gaussian vectors in :math:`\\mathbb{R}^d`,
             normalises them and keeps the first ``k`` coordinates (the definition);
-            ``"radial"`` draws :math:`\\|y\\|^2` from its Beta law and an independent
-            uniform direction on :math:`S^{k-1}` (cost O(k) per sample).
+            ``"radial"`` draws :math:`\\|y\\|^2` from its Beta law (inverse CDF)
+            and an independent uniform direction on :math:`S^{k-1}` (cost O(k)
+            per sample). Both use only machine-independent arithmetic
+            (:func:`standard_normal`, :func:`~fibquant_theory.portable_math.beta_from_bits`),
+            so the samples have the same bits on every machine.
 
         Returns
         -------
@@ -226,13 +261,14 @@ class SphericalBeta:
             out = np.empty((n, self.k))
             step = max(1, _CHUNK_ENTRIES // self.d)
             for start in range(0, n, step):
-                g = rng.standard_normal((min(step, n - start), self.d))
-                g /= np.linalg.norm(g, axis=1, keepdims=True)
+                g = _unit_rows(standard_normal((min(step, n - start), self.d), rng))
                 out[start : start + g.shape[0]] = g[:, : self.k]
             return out
         if method == "radial":
-            radius = np.ones(n) if self.is_degenerate else np.sqrt(rng.beta(self.k / 2.0, (self.d - self.k) / 2.0, n))
-            g = rng.standard_normal((n, self.k))
-            g /= np.linalg.norm(g, axis=1, keepdims=True)
-            return g * radius[:, None]
+            if self.is_degenerate:
+                radius = np.ones(n)
+            else:
+                bits = rng.integers(0, BITS_RANGE, size=n, dtype=np.int64)
+                radius = np.sqrt(beta_from_bits(bits, self.k / 2.0, (self.d - self.k) / 2.0))
+            return _unit_rows(standard_normal((n, self.k), rng)) * radius[:, None]
         raise ValueError(f"method must be 'radial' or 'gaussian', got {method!r}")

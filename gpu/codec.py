@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fixed_order import matmul_rows
 from ._compat import SIMULATOR, cuda
 from .column_decode import column_codebook, column_decode_kernel, column_plan
 from .kernels import (
@@ -210,7 +211,8 @@ class GPUFibQuantCodec:
         self._dec_signs = to(np.ascontiguousarray(signs * scale, dtype=np.float32))
         if self._rot == ROT_DENSE:  # rotated codebook P[b, n] = c_n @ M[b k:(b+1) k], x = nu sum_b P[b, i_b]
             blocks = mat_inv.reshape(self.n_blocks, self.k, d)
-            table = np.einsum("nk,bkd->bnd", codec.points, blocks)
+            # fixed-order products (no BLAS): the same table bits on every host CPU
+            table = np.stack([matmul_rows(codec.points, blocks[b]) for b in range(self.n_blocks)])
         else:
             table = np.zeros((1, 1, 1))
         self._dec_table = to(np.ascontiguousarray(table, dtype=np.float32))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fibquant_theory.codebook import Codebook, design_codebook
-from fibquant_theory.codec import FibQuantCodec
+from fibquant_theory.codec import FibQuantCodec, FibQuantCodes
 from fibquant_theory.source import sample_unit_vectors
 
 from .reference import decode_numpy, encode_numpy
@@ -48,8 +48,29 @@ def test_bench_encode_numba(benchmark, codebook: Codebook, vectors: np.ndarray, 
     codec.encode(vectors[:8])  # load the compiled kernels outside the timing
     codes = benchmark(codec.encode, vectors)
     assert codes.nbytes == N_VECTORS * codec.bits_per_vector // 8
-    if encoder == "exhaustive":  # the same bytes as the NumPy codec
-        np.testing.assert_array_equal(codes.payload, encode_numpy(vectors, codec.rotation.matrix, codebook.points))
+    if encoder == "exhaustive":
+        assert_same_codes_up_to_ties(codec, codes, encode_numpy(vectors, codec.rotation.matrix, codebook.points), vectors)
+
+
+def assert_same_codes_up_to_ties(codec: FibQuantCodec, codes: FibQuantCodes, numpy_payload: np.ndarray, x: np.ndarray) -> None:
+    """The NumPy codec's records equal the Numba codec's, except where BLAS rounding can break a tie.
+
+    The NumPy codec rotates and scores with BLAS, whose rounding depends on the CPU and its
+    kernels, so only the indices of blocks whose two candidate codewords are equally near (to
+    1e-12) and norm headers one fp16 step apart may differ (none did on the machines tried).
+    """
+    ref = FibQuantCodes(numpy_payload, codes.shape, codes.d, codes.k, codes.n_codewords, codes.norm_dtype,
+                        codes.packing, codes.rotation, codes.seed, codes.codebook_hash)
+    idx, norms = codec.unpack(codes)
+    ref_idx, ref_norms = codec.unpack(ref)
+    assert np.all(np.abs(norms.astype(np.float16).view(np.int16) - ref_norms.astype(np.float16).view(np.int16)) <= 1)
+    rows, blocks = np.nonzero(idx != ref_idx)
+    assert rows.size <= 1e-3 * idx.size, rows.size
+    z = codec.rotation.forward(x / np.linalg.norm(x, axis=1, keepdims=True)).reshape(len(x), -1, codec.k)
+    for i, b in zip(rows, blocks):
+        d_fast = np.sum((z[i, b] - codec.points[idx[i, b]]) ** 2)
+        d_numpy = np.sum((z[i, b] - codec.points[ref_idx[i, b]]) ** 2)
+        assert abs(d_fast - d_numpy) <= 1e-12, (i, b, d_fast, d_numpy)
 
 
 @pytest.mark.benchmark(group="decode d=128 k=8 N=256")

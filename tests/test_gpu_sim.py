@@ -134,9 +134,9 @@ def test_decode_layouts_agree(codebook):
     for per_lane in (4, 8, 16):
         for chunk in (1, 2, 4, 8):
             gpu.decode_per_lane, gpu.decode_chunk = per_lane, chunk
-            for dtype, tol in (("float32", 2e-6), ("float16", 2.0**-10)):
-                got = gpu.decode(codes.payload, 11, dtype=dtype).copy_to_host().astype(np.float64)
-                assert np.allclose(got, want, rtol=tol, atol=1e-6 * np.abs(want).max()), (per_lane, chunk, dtype)
+            # float32 output checks the indexing tightly; the fp16 stores are covered by test_decode_within_rounding_of_cpu
+            got = gpu.decode(codes.payload, 11, dtype="float32").copy_to_host().astype(np.float64)
+            assert np.allclose(got, want, rtol=2e-6, atol=1e-6 * np.abs(want).max()), (per_lane, chunk)
 
 
 @inner
@@ -234,25 +234,39 @@ def test_column_plan_bounds():
             np.testing.assert_allclose(t[:, c, r, :], want[:, c::p["C"]][:, :p["L"]] if p["C"] == 1 else want.reshape(5, p["L"], p["C"])[:, :, c], rtol=1e-6)
 
 
-@inner
-@pytest.mark.parametrize("rotation", ["hadamard", "haar"])
-def test_decode_attention_matches_reference(codebook, rotation):
+def _check_attention(codebook, rotation, n_heads):
     from tests.reference import attention_naive
 
     cpu, gpu = _pair(codebook, rotation)
     rng = np.random.default_rng(9)
-    b, h, t, d = 1, 2, 300, codebook.d
+    b, h, t, d = 1, n_heads, 300, codebook.d
     kc = cpu.encode(rng.standard_normal((b, h, t, d)) * np.linspace(0.5, 3.0, t)[:, None])  # growing scores
     vc = cpu.encode(rng.standard_normal((b, h, t, d)))
     q = rng.standard_normal((b, h, d)).astype(np.float32)
     want = attention_naive(q, cpu.decode(kc), cpu.decode(vc))
     # (splits, records in flight, tokens per chunk, 32-bit word loads): one chunk per split with word
-    # loads; two chunks per split (running maximum rescaled) with the byte/halfword loader
+    # loads; two chunks of 256 tokens per split (running maximum rescaled) with the byte/halfword loader
     for n_splits, unroll, chunk, words in ((3, 4, 4096, True), (1, 1, 256, False)):
         gpu.attention_unroll, gpu.attention_chunk, gpu.attention_words32 = unroll, chunk, words
         got = gpu.decode_attention(q, kc.payload, vc.payload, t, n_splits=n_splits, dtype="float32").copy_to_host()
         # V weights are summed in 32-bit fixed point scaled to each chunk's total: ~1e-7 relative error
         np.testing.assert_allclose(got.reshape(want.shape), want, rtol=0, atol=5e-6 * np.abs(want).max())
+
+
+@inner
+def test_decode_attention_matches_reference(codebook):
+    """Splits, chunks, records in flight and both loaders on every record size (one head: the simulator
+    runs each of the 256 threads of a block as a Python thread; two heads are checked below)."""
+    _check_attention(codebook, "hadamard", n_heads=1)
+
+
+@inner
+def test_decode_attention_dense_rotation():
+    """The dense rotation changes only the query transform: one record size, two heads."""
+    from fibquant_theory.codebook import design_codebook
+
+    d, k, n = CONFIGS[0]
+    _check_attention(design_codebook(d, k, n, n_train=4000, n_heldout=1000, n_restarts=1, cache=False), "haar", n_heads=2)
 
 
 @inner
@@ -264,7 +278,7 @@ def test_decode_attention_byte_indices_and_fp16_queries():
     cb = design_codebook(32, 2, 256, n_train=4000, n_heldout=1000, n_restarts=1, cache=False)
     cpu, gpu = _pair(cb)
     rng = np.random.default_rng(11)
-    t = 200
+    t = 100
     kc = cpu.encode(rng.standard_normal((1, 2, t, 32)))
     vc = cpu.encode(rng.standard_normal((1, 2, t, 32)))
     q = rng.standard_normal((1, 2, 32)).astype(np.float16)

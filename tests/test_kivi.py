@@ -123,3 +123,11 @@ def test_bad_input() -> None:
         kv.decode(KIVICodes(codes.payload, codes.shape, codes.scale[:2], codes.zero, 4, 16, "per-token", 32))
     with pytest.raises(ValueError, match="different"):
         KIVICodec(16, 3).decode(codes)
+
+
+def test_decode_row_on_empty_codes_says_so() -> None:
+    kv = KIVICodec(16, 2)
+    with pytest.raises(ValueError, match="empty codes"):
+        kv.decode_row(kv.encode(np.zeros((0, 16))), 0)
+    with pytest.raises(TypeError, match="expected KIVICodes"):
+        kv.decode("abc")

@@ -173,3 +173,31 @@ def test_lloyd_rejects_bad_input() -> None:
     init = np.zeros((2, 2))
     lloyd_max(init, np.ones((10, 2)))
     assert np.all(init == 0)  # the input is not modified
+
+
+@pytest.mark.parametrize("scale", [1e160, 1e200])
+def test_overflowing_distances_are_refused(scale: float) -> None:
+    """D11: inputs near 1e160 overflowed the squared distances: nearest_codeword returned index 0
+    for every row and lloyd_max reported converged=True with mse=inf. Now both raise."""
+    from fibquant_theory.encoders import ExhaustiveSearch, TwoStageSearch
+
+    rng = np.random.default_rng(0)
+    pts = rng.standard_normal((8, 2))
+    x = scale * rng.standard_normal((50, 2))
+    with pytest.raises(ValueError, match="too large for squared distances"):
+        nearest_codeword(x, pts)
+    with pytest.raises(ValueError, match="too large for squared distances"):
+        nearest_codeword(x, pts, method="kdtree")
+    with pytest.raises(ValueError, match="too large for squared distances"):
+        lloyd_max(pts, x)
+    with pytest.raises(ValueError, match="too large for squared distances"):
+        lloyd_max(pts * scale, x / scale)  # huge codewords, modest samples
+    for search in (ExhaustiveSearch(pts), TwoStageSearch(pts, np.arange(8) % 2)):
+        with pytest.raises(ValueError, match="too large for squared distances"):
+            search.search(x)
+    # the largest inputs that are still safe give finite, correct answers
+    safe = 1e150 * rng.standard_normal((50, 2))
+    idx, dist = nearest_codeword(safe, pts * 1e150)
+    ref_idx, _ = nearest_codeword_naive(safe / 1e150, pts)
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert np.isfinite(dist).all()

@@ -82,18 +82,23 @@ def test_monte_carlo_mse_and_sample_lloyd_agree() -> None:
     t = SphericalBeta(d, 1).rvs(200_000, seed=9)[:, 0]
     err = (t - q.decode(q.encode(t))) ** 2
     assert abs(err.mean() - q.mse_per_coordinate) < 4 * err.std() / math.sqrt(t.size)
-    # The design is a fixed point of the sample Lloyd map up to sampling noise
-    # (one step moves no level by more than 0.005/sqrt(d); observed 0.0024/sqrt(d)).
+    # The design is a fixed point of the sample Lloyd map up to sampling noise: one step moves
+    # every level by less than 4 standard errors of its cell mean (observed at most 1.5).
     idx = nearest_level(q.levels, t)
-    step = np.array([t[idx == j].mean() for j in range(q.n_levels)])
-    assert np.max(np.abs(step - q.levels)) * math.sqrt(d) < 0.005
-    # ... while a perturbed table is not (it moves by more than the noise).
-    bad = q.levels * 1.05
+    cells = [t[idx == j] for j in range(q.n_levels)]
+    step = np.array([c.mean() for c in cells])
+    se = np.array([c.std(ddof=1) / math.sqrt(c.size) for c in cells])
+    assert np.max(np.abs(step - q.levels) / se) < 4.0
+    # ... while a perturbed table is not (it moves by far more than the noise; observed 15 standard errors).
+    bad = q.levels * 1.10
     idx = nearest_level(bad, t)
-    step = np.array([t[idx == j].mean() for j in range(q.n_levels)])
-    assert np.max(np.abs(step - bad)) * math.sqrt(d) > 0.01
-    # A full sample-based Lloyd run lands near the design (a slow common-mode drift remains).
-    levels = lloyd_max_from_samples(t[:50_000], 2**b, iterations=60)
+    cells = [t[idx == j] for j in range(q.n_levels)]
+    step = np.array([c.mean() for c in cells])
+    se = np.array([c.std(ddof=1) / math.sqrt(c.size) for c in cells])
+    assert np.max(np.abs(step - bad) / se) > 8.0
+    # A full sample-based Lloyd run lands near the design (a slow common-mode drift remains: the
+    # levels can shift together at almost no cost; observed 0.019/sqrt(d) on these 200k samples).
+    levels = lloyd_max_from_samples(t, 2**b, iterations=60)
     assert np.allclose(levels, q.levels, atol=0.03 / math.sqrt(d))
 
 

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fibquant_theory import TurboQuantMSE, TurboQuantProd, lloyd_max_scalar, rate_distortion, sample_unit_vectors
+from fibquant_theory.fixed_order import row_norms
+from fibquant_theory.turboquant import ScalarCodes
 
 CODECS = [TurboQuantMSE, TurboQuantProd]
 
@@ -22,9 +24,14 @@ def test_shapes_and_leading_dims(cls: type) -> None:
     assert codes.norms.shape == (2, 3, 5)
     xh = codec.decode(codes)
     assert xh.shape == x.shape
+    # bit-identical whatever the leading shape or the chunking (failed on AMD EPYC before: stacked vs 2-D matmul)
     flat = codec.decode(codec.encode(x.reshape(-1, 32)))
-    assert np.array_equal(flat.reshape(x.shape), xh)
-    assert codec.inner_product(np.ones(32), codes).shape == (2, 3, 5)
+    np.testing.assert_array_equal(flat.reshape(x.shape), xh)
+    chunks = np.concatenate([codec.decode(codec.encode(part)) for part in np.array_split(x.reshape(-1, 32), 7)])
+    np.testing.assert_array_equal(chunks.reshape(x.shape), xh)
+    ip = codec.inner_product(np.ones(32), codes)
+    assert ip.shape == (2, 3, 5)
+    np.testing.assert_array_equal(codec.inner_product(np.ones(32), codec.encode(x.reshape(-1, 32))).reshape(ip.shape), ip)
 
 
 @pytest.mark.parametrize("cls", CODECS)
@@ -115,13 +122,77 @@ def test_deterministic_for_a_seed() -> None:
 
 def test_mismatched_codes_raise() -> None:
     codes = TurboQuantMSE(16, 2).encode(np.ones((3, 16)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="d=16"):
         TurboQuantMSE(32, 2).decode(codes)
-    with pytest.raises(ValueError):
-        TurboQuantMSE(16, 2).decode(type(codes)(codes.indices + 10, codes.norms))
+    with pytest.raises(ValueError, match=r"lie in \[0, 4\)"):
+        ScalarCodes(codes.indices + 10, codes.norm_header, 16, 2, 0)
     pcodes = TurboQuantProd(16, 1).encode(np.ones((3, 16)))
-    with pytest.raises(ValueError, match="bit width"):
+    with pytest.raises(ValueError, match="bits=1"):
         TurboQuantProd(16, 2).decode(pcodes)
+    with pytest.raises(TypeError, match="QJLCodes"):
+        TurboQuantProd(16, 2).decode(codes)
+
+
+@pytest.mark.parametrize("cls", CODECS)
+def test_codes_carry_seed_bits_and_header(cls: type) -> None:
+    """D8: codes made with seed 0 are refused by a seed-1 codec (before: relative error 1.94, no error)."""
+    x = np.random.default_rng(3).standard_normal((20, 32))
+    codes = cls(32, 3, seed=0).encode(x)
+    assert (codes.d, codes.bits, codes.seed, codes.norm_dtype) == (32, 3, 0, "float16")
+    with pytest.raises(ValueError, match=r"seed=0 \(codec has 1\)"):
+        cls(32, 3, seed=1).decode(codes)
+    with pytest.raises(ValueError, match="bits=3"):
+        cls(32, 4, seed=0).decode(codes)
+    with pytest.raises(ValueError, match="norm_dtype"):
+        cls(32, 3, seed=0, norm_dtype="float32").decode(codes)
+    with pytest.raises(ValueError, match="norm_dtype"):
+        cls(32, 3, norm_dtype="float64")
+
+
+@pytest.mark.parametrize("cls", CODECS)
+def test_norms_are_stored_in_the_counted_format(cls: type) -> None:
+    """D8: the norm header is the 16 bits it is counted as (before: float64 norms, counted as 16 bits)."""
+    x = np.random.default_rng(4).standard_normal((6, 32)) * 3.0
+    codec = cls(32, 2, seed=2)
+    codes = codec.encode(x)
+    assert codes.norm_header.dtype == np.uint16 and codes.norm_header.shape == (6,)
+    assert codec.norm_bits == 16 * codec.n_headers
+    assert codec.bits_per_vector == 32 * 2 + codec.norm_bits
+    np.testing.assert_array_equal(codes.norms, row_norms(x).astype(np.float16).astype(np.float64))
+    wide = cls(32, 2, seed=2, norm_dtype="float32")
+    assert wide.encode(x).norm_header.dtype == np.uint32 and wide.norm_bits == 32 * wide.n_headers
+
+
+@pytest.mark.parametrize("cls", CODECS)
+def test_huge_entries_do_not_overflow_the_norm(cls: type) -> None:
+    """D8: entries of 1e154 used to overflow np.linalg.norm (decode returned inf); now the norm is exact
+    and a norm too large for the header is refused with a message."""
+    x = np.full((2, 16), 1e154)
+    with pytest.raises(ValueError, match="overflows the float16 norm header"):
+        cls(16, 2).encode(x)
+    with pytest.raises(ValueError, match="overflows the float32 norm header"):
+        cls(16, 2, norm_dtype="float32").encode(x)
+    y = np.full((2, 16), 1e37)  # norm 4e37 fits a float32 header
+    out = cls(16, 2, norm_dtype="float32").decode(cls(16, 2, norm_dtype="float32").encode(y))
+    assert np.isfinite(out).all()
+    tiny = np.full((1, 16), 1e-9)
+    with pytest.raises(ValueError, match="below the smallest normal float16"):
+        cls(16, 2).encode(tiny)
+
+
+@pytest.mark.parametrize("cls", CODECS)
+def test_decode_row_is_exact_and_checks_its_index(cls: type) -> None:
+    codec = cls(16, 3, seed=1)
+    x = np.random.default_rng(5).standard_normal((2, 4, 16))
+    codes = codec.encode(x)
+    flat = codec.decode(codes).reshape(-1, 16)
+    for i in (0, 3, 7, -1):
+        np.testing.assert_array_equal(codec.decode_row(codes, i), flat[i])
+    with pytest.raises(ValueError, match="index"):
+        codec.decode_row(codes, 8)
+    empty = codec.encode(np.zeros((0, 16)))
+    with pytest.raises(ValueError, match="empty codes"):
+        codec.decode_row(empty, 0)
 
 
 @settings(max_examples=25)
