@@ -71,8 +71,28 @@ def _level_indices(indices: object, d: int, bits: int, name: str = "indices") ->
     return idx
 
 
+class _HeaderCodes:
+    """The leading shape and the norms of codes that store ``norm_header`` bit patterns in ``norm_dtype``."""
+
+    norm_header: np.ndarray
+    norm_dtype: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Leading shape of the encoded array."""
+        return tuple(self.norm_header.shape)
+
+    def _values(self, header: np.ndarray) -> np.ndarray:
+        return decode_norms(header.reshape(-1).astype(np.int64), self.norm_dtype).reshape(self.shape)
+
+    @property
+    def norms(self) -> np.ndarray:
+        """The stored norms as float64, shape ``(...)``."""
+        return self._values(self.norm_header)
+
+
 @dataclass(frozen=True, eq=False)
-class ScalarCodes:
+class ScalarCodes(_HeaderCodes):
     """Codes of :class:`TurboQuantMSE`.
 
     Attributes
@@ -102,23 +122,13 @@ class ScalarCodes:
             object.__setattr__(self, name, value)
         object.__setattr__(self, "norm_dtype", norm_dtype)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Leading shape of the encoded array."""
-        return tuple(self.norm_header.shape)
-
-    @property
-    def norms(self) -> np.ndarray:
-        """The stored norms as float64, shape ``(...)``."""
-        return decode_norms(self.norm_header.reshape(-1).astype(np.int64), self.norm_dtype).reshape(self.shape)
-
     def select(self, index: Any) -> ScalarCodes:
         """The codes of ``index`` (any NumPy index into the leading shape), exactly."""
         return ScalarCodes(self.indices[index], self.norm_header[index], self.d, self.bits, self.seed, self.norm_dtype)
 
 
 @dataclass(frozen=True, eq=False)
-class QJLCodes:
+class QJLCodes(_HeaderCodes):
     """Codes of :class:`TurboQuantProd`.
 
     Attributes
@@ -175,19 +185,9 @@ class QJLCodes:
             object.__setattr__(self, name, value)
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        """Leading shape of the encoded array."""
-        return tuple(self.norm_header.shape)
-
-    @property
-    def norms(self) -> np.ndarray:
-        """The stored norms as float64, shape ``(...)``."""
-        return decode_norms(self.norm_header.reshape(-1).astype(np.int64), self.norm_dtype).reshape(self.shape)
-
-    @property
     def residual_norms(self) -> np.ndarray:
         """The stored residual norms as float64, shape ``(...)``."""
-        return decode_norms(self.residual_header.reshape(-1).astype(np.int64), self.norm_dtype).reshape(self.shape)
+        return self._values(self.residual_header)
 
     def select(self, index: Any) -> QJLCodes:
         """The codes of ``index`` (any NumPy index into the leading shape), exactly."""

@@ -5,7 +5,9 @@ rate–distortion estimate use no BLAS, no fastmath ``reassoc``/``contract``, no
 library transcendental functions and no NumPy sampler tails (see
 :mod:`fibquant_theory.fixed_order` and :mod:`fibquant_theory.portable_math`). The
 literal hashes below were written down from a run on an AMD EPYC (Zen 5, AVX-512)
-machine on 2026-12-02; :func:`test_same_bits_under_imitated_cpus` re-runs the probe
+machine on 2026-12-02 (Python 3.11.7, NumPy 2.4.6, SciPy 1.17.1, Numba 0.68.1), and all of
+them were reproduced the same day on an Intel Xeon (the GPU machine's host: Python
+3.12.3, NumPy 2.5.2, SciPy 1.18.1, Numba 0.68.0). :func:`test_same_bits_under_imitated_cpus` re-runs the probe
 in subprocesses that imitate other CPUs on this one: Numba code compiled for a
 baseline x86-64 (SSE2, no FMA) or for Haswell (AVX2 + FMA), glibc's libm without
 its FMA/AVX variants, NumPy without its AVX2/AVX-512 loops, other OpenBLAS kernels
