@@ -99,8 +99,8 @@ def run_benchmarks(
     import torch.nn.functional as F
     from tqdm import tqdm
 
-    from fibquant_theory.codebook import design_codebook
-    from fibquant_theory.codec import FibQuantCodec
+    from fibquant_theory.codebooks.design import design_codebook
+    from fibquant_theory.codecs.fibquant import FibQuantCodec
 
     from ._compat import cuda
     from .codec import GPUFibQuantCodec

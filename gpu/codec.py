@@ -1,6 +1,6 @@
 r"""FibQuant on the GPU: encode, decode and decode-attention from codes (Numba-CUDA).
 
-:class:`GPUFibQuantCodec` wraps a CPU :class:`~fibquant_theory.codec.FibQuantCodec`
+:class:`GPUFibQuantCodec` wraps a CPU :class:`~fibquant_theory.codecs.fibquant.FibQuantCodec`
 and runs its three hot paths on the GPU with the *same packed layout, bit for
 bit* (``"fixed"`` packing; ``"mixed-radix"`` is CPU-only):
 
@@ -27,8 +27,8 @@ copied to the device (results are then Numba device arrays).
 Example
 -------
 >>> import torch  # doctest: +SKIP
->>> from fibquant_theory.codebook import design_codebook  # doctest: +SKIP
->>> from fibquant_theory.codec import FibQuantCodec  # doctest: +SKIP
+>>> from fibquant_theory.codebooks.codebook import design_codebook  # doctest: +SKIP
+>>> from fibquant_theory.codecs.fibquant import FibQuantCodec  # doctest: +SKIP
 >>> from fibquant_theory.gpu.codec import GPUFibQuantCodec  # doctest: +SKIP
 >>> g = GPUFibQuantCodec(FibQuantCodec(design_codebook(128, 8, 256), rotation="hadamard"))  # doctest: +SKIP
 >>> x = torch.randn(4096, 128, device="cuda", dtype=torch.float16)  # doctest: +SKIP
@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..fixed_order import matmul_rows
+from fibquant_theory.numerics.fixed_order import matmul_rows
 from ._compat import SIMULATOR, cuda
 from .column_decode import column_codebook, column_decode_kernel, column_plan
 from .kernels import (
@@ -134,7 +134,7 @@ def _empty(shape: tuple[int, ...], np_dtype: Any, like: Any) -> tuple[Any, Any]:
 
 
 class GPUFibQuantCodec:
-    """GPU kernels for one :class:`~fibquant_theory.codec.FibQuantCodec` (same layout, bit for bit).
+    """GPU kernels for one :class:`~fibquant_theory.codecs.fibquant.FibQuantCodec` (same layout, bit for bit).
 
     Parameters
     ----------
@@ -582,8 +582,8 @@ class GPUFibQuantCodec:
 
     # ------------------------------------------------------------------ host interop
     def to_codes(self, payload: Any, shape: tuple[int, ...]) -> Any:
-        """Copy a device record stream to the host as :class:`~fibquant_theory.codec.FibQuantCodes` of leading ``shape``."""
-        from fibquant_theory.codec import FibQuantCodes
+        """Copy a device record stream to the host as :class:`~fibquant_theory.codecs.fibquant.FibQuantCodes` of leading ``shape``."""
+        from fibquant_theory.codecs.fibquant import FibQuantCodes
 
         n = math.prod(shape)
         arr, t = self._payload(payload, n)

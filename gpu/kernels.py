@@ -29,7 +29,7 @@ numba adds 64-bit negative-index wraparound arithmetic to every access (removing
 it, with a branch-free fp16 header read and fewer load guards, cut the executed
 instructions of decode-attention 1.6x; see gpu/NOTES.md).
 
-The packed layout is the CPU one, bit for bit (:mod:`fibquant_theory.packing`,
+The packed layout is the CPU one, bit for bit (:mod:`fibquant_theory.codecs.packing`,
 ``"fixed"`` mode): record ``i`` is ``[header | m indices of w bits]`` starting
 at bit ``i * R``, LSB first. The encoder lets each warp own a chunk of ``T``
 vectors whose ``T R`` bits are a whole number of 32-bit words, assembles those
@@ -238,7 +238,7 @@ def _f16_bits_rne(v):  # pragma: no cover - compiled
 
 @cuda.jit(device=True, inline=True)
 def _header_bits(v, hkind):  # pragma: no cover - compiled
-    """Header bit pattern of a norm ``v >= 0`` (float64), as :func:`fibquant_theory.codec.encode_norms`."""
+    """Header bit pattern of a norm ``v >= 0`` (float64), as :func:`fibquant_theory.codecs.fibquant.encode_norms`."""
     if hkind == HDR_F16:
         return _f16_bits_rne(v)
     u = _f32_bits(float32(v))

@@ -8,7 +8,7 @@ One module per result, each with a Markdown proof next to it:
 * :mod:`~fibquant_theory.proofs.sub_one_bit` — lower bounds and FibQuant below one bit.
 
 Every module exposes ``CHECKS`` (zero-argument callables returning
-:class:`~fibquant_theory.proofs._common.Check` records); :func:`fibquant_theory.verify.verify`
+:class:`~fibquant_theory.proofs._common.Check` records); :func:`fibquant_theory.experiments.verify.verify`
 runs them all (``fibquant verify``). Modules are imported lazily: SymPy is only
 loaded when a check needs it.
 """

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fibquant_theory.codebook import Codebook, design_codebook
-from fibquant_theory.scalar import lloyd_max_scalar
-from fibquant_theory.source import SphericalBeta
+from fibquant_theory.codebooks.codebook import Codebook
+
+from fibquant_theory.codebooks.design import design_codebook
+from fibquant_theory.theory.scalar import lloyd_max_scalar
+from fibquant_theory.theory.source import SphericalBeta
 
 __all__ = ["small_design", "PairedMSE", "paired_mse", "evaluate_mse"]
 

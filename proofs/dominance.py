@@ -38,10 +38,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import integrate, special
 
-from fibquant_theory.highrate import db as highrate_db
-from fibquant_theory.highrate import log_normalizer
-from fibquant_theory.scalar import lloyd_max_scalar
-from fibquant_theory.source import SphericalBeta, as_generator
+from fibquant_theory.theory.highrate import db as highrate_db
+from fibquant_theory.theory.highrate import log_normalizer
+from fibquant_theory.theory.scalar import lloyd_max_scalar
+from fibquant_theory.theory.source import SphericalBeta, as_generator
 
 from ._common import Check, make_check
 from ._designs import paired_mse, small_design

@@ -1,6 +1,6 @@
 r"""Zador–Gersho high-rate theory for the spherical-Beta source: closed forms and their checks.
 
-The closed forms live in :mod:`fibquant_theory.highrate`; this module checks them
+The closed forms live in :mod:`fibquant_theory.theory.highrate`; this module checks them
 against 30-digit quadrature, checks the table of lattice second moments by Monte
 Carlo with exact nearest-lattice-point decoders, checks that the high-rate
 prediction is approached by the exact scalar Lloyd–Max MSE as the rate grows, and
@@ -15,8 +15,8 @@ from collections.abc import Callable
 import mpmath
 import numpy as np
 
-from fibquant_theory import highrate
-from fibquant_theory.scalar import lloyd_max_scalar
+from fibquant_theory.theory import highrate
+from fibquant_theory.theory.scalar import lloyd_max_scalar
 
 from ._common import Check, make_check
 from ._designs import evaluate_mse, small_design
@@ -184,7 +184,7 @@ def monte_carlo_nsm(name: str, n: int = 200_000, seed: int = 0) -> tuple[float, 
 
 
 def check_lattice_table(*, n: int = 200_000, seed: int = 0, z_max: float = 5.0, table_scale: float = 1.0) -> Check:
-    """Monte Carlo NSM of Z, A2, A3*, D4, E8 agrees with :data:`~fibquant_theory.highrate.LATTICE_SECOND_MOMENTS`.
+    """Monte Carlo NSM of Z, A2, A3*, D4, E8 agrees with :data:`~fibquant_theory.theory.highrate.LATTICE_SECOND_MOMENTS`.
 
     ``value`` is the largest ``|MC - table| / SE`` (must be below ``z_max``);
     ``table_scale`` multiplies the table values (to see the check fail).

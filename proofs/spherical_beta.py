@@ -21,7 +21,7 @@ import numpy as np
 import sympy as sp
 from scipy import integrate, stats
 
-from fibquant_theory.source import SphericalBeta
+from fibquant_theory.theory.source import SphericalBeta
 
 from ._common import Check, make_check
 

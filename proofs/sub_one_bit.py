@@ -1,6 +1,6 @@
 r"""The sub-one-bit regime: lower bounds for the uniform sphere vs FibQuant at ``b < 1``.
 
-Two lower bounds on the full unit-vector MSE (:mod:`fibquant_theory.highrate`):
+Two lower bounds on the full unit-vector MSE (:mod:`fibquant_theory.theory.highrate`):
 
 * the **Shannon lower bound** of the ``k``-block source,
   :math:`D \ge \frac{d}{2\pi e}2^{2h(f_{d,k})/k}\,2^{-2b}`, valid for every code of
@@ -25,8 +25,8 @@ import mpmath
 import numpy as np
 from scipy import special
 
-from fibquant_theory import highrate
-from fibquant_theory.scalar import lloyd_max_scalar
+from fibquant_theory.theory import highrate
+from fibquant_theory.theory.scalar import lloyd_max_scalar
 
 from ._common import Check, make_check
 from ._designs import evaluate_mse, small_design

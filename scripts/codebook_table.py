@@ -26,8 +26,8 @@ import sys
 import time
 
 from fibquant_theory._table import format_table
-from fibquant_theory.codebook import design_codebook
-from fibquant_theory.scalar import lloyd_max_scalar
+from fibquant_theory.codebooks.design import design_codebook
+from fibquant_theory.theory.scalar import lloyd_max_scalar
 
 COLUMNS = [
     "d", "k", "b", "N", "mse", "turboquant_mse", "gain_db", "gap_db", "train_mse", "n_train", "restarts", "design_s",

@@ -66,7 +66,7 @@ def _fibquant(args: Sequence[str], timeout: float = 600.0) -> str:
 
 def has_subcommand(name: str) -> bool:
     """Whether the installed ``fibquant`` command has the subcommand ``name``."""
-    from fibquant_theory.cli import build_parser
+    from fibquant_theory.cli.main import build_parser
 
     parser = build_parser()
     for action in parser._subparsers._group_actions:  # argparse keeps subcommands here
@@ -78,7 +78,7 @@ def has_subcommand(name: str) -> bool:
 
 def has_option(subcommand: str, option: str) -> bool:
     """Whether the ``fibquant`` subcommand ``subcommand`` accepts the option ``option`` (e.g. ``"--no-kv"``)."""
-    from fibquant_theory.cli import build_parser
+    from fibquant_theory.cli.main import build_parser
 
     parser = build_parser()
     for action in parser._subparsers._group_actions:
@@ -158,7 +158,7 @@ def rd_markdown_table(csv_path: str | Path) -> str:
     Parameters
     ----------
     csv_path : str or pathlib.Path
-        CSV with the keys of :func:`fibquant_theory.rd.rate_distortion`.
+        CSV with the keys of :func:`fibquant_theory.experiments.rd.rate_distortion`.
 
     Returns
     -------

@@ -14,7 +14,7 @@ clustered top-``T`` search. Reported per encoder:
 * ``speedup`` — exhaustive time / encoder time, measured in the same run.
 
 Two codebook families (``--codebook``): ``designed`` is
-:func:`~fibquant_theory.codebook.design_codebook` (Lloyd-refined; its shell
+:func:`~fibquant_theory.codebooks.design.design_codebook` (Lloyd-refined; its shell
 labels are the shells the codewords were initialised on), ``initial`` is the
 multi-shell initial codebook with ``S = 2^floor(log2(N)/2)`` Beta-quantile
 shells times ``N/S`` quasi-uniform directions *without* Lloyd refinement, the
@@ -41,15 +41,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fibquant_theory._table import format_table
-from fibquant_theory.codebook import design_codebook
-from fibquant_theory.encoders import (
+from fibquant_theory.codebooks.design import design_codebook
+from fibquant_theory.search.encoders import (
     ClusteredSearch,
     ExhaustiveSearch,
     NearestCodewordSearch,
     TwoStageSearch,
 )
-from fibquant_theory.shells import shell_codebook
-from fibquant_theory.source import SphericalBeta
+from fibquant_theory.codebooks.shells import shell_codebook
+from fibquant_theory.theory.source import SphericalBeta
 
 COLUMNS = ["codebook", "N", "encoder", "mse", "penalty_%", "changed_%", "cands", "vec_per_s", "speedup"]
 

@@ -5,7 +5,7 @@ Prints two tables:
 
 1. the predicted high-rate gain decomposition (cell shaping with the best known
    lattice, density matching = shape + memory, total) for k in {2,3,4,8,16,32} and
-   d in {16,64,128,256} (``fibquant_theory.highrate.gain_table``);
+   d in {16,64,128,256} (``fibquant_theory.theory.highrate.gain_table``);
 2. measured gains: designed codebooks (``design_codebook``) against the exact
    Lloyd–Max MSE at the same integer rate, with the high-rate prediction beside them
    and the ratio of each measured MSE to its own high-rate prediction.
@@ -26,11 +26,11 @@ import sys
 
 from tqdm.auto import tqdm
 
-from fibquant_theory import highrate
+from fibquant_theory.theory import highrate
 from fibquant_theory._table import format_table
-from fibquant_theory.codebook import design_codebook
+from fibquant_theory.codebooks.design import design_codebook
 from fibquant_theory.proofs._designs import evaluate_mse
-from fibquant_theory.scalar import lloyd_max_scalar
+from fibquant_theory.theory.scalar import lloyd_max_scalar
 
 PRED_COLUMNS = ["d", "k", "lattice", "G_k", "cell_shaping_db", "density_matching_db", "shape_db", "memory_db",
                 "total_db", "sphere_bound_cell_db"]

@@ -1,6 +1,6 @@
 """Design one very large FibQuant codebook (e.g. d=64, k=8, N=65536) with PyTorch on a GPU.
 
-The CPU design (:func:`fibquant_theory.codebook.design_codebook`) is exact and
+The CPU design (:func:`fibquant_theory.codebooks.design.design_codebook`) is exact and
 deterministic but needs hours on 2 cores for N = 65536 at k = 8 (an exact
 k-d tree query costs ~0.3 ms per sample there). This script runs the same
 construction on a CUDA GPU:
@@ -32,10 +32,10 @@ import time
 import numpy as np
 import torch
 
-from fibquant_theory.codebook import CODEBOOK_VERSION, Codebook, save_codebook
-from fibquant_theory.directions import resolve_direction_method
-from fibquant_theory.shells import shell_codebook, valid_factorisations
-from fibquant_theory.source import SphericalBeta
+from fibquant_theory.codebooks.codebook import CODEBOOK_VERSION, Codebook, save_codebook
+from fibquant_theory.codebooks.directions import resolve_direction_method
+from fibquant_theory.codebooks.shells import shell_codebook, valid_factorisations
+from fibquant_theory.theory.source import SphericalBeta
 
 
 def nearest(x: torch.Tensor, pts: torch.Tensor, chunk: int = 16384, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

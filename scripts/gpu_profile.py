@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from fibquant_theory.codebook import design_codebook
-from fibquant_theory.codec import FibQuantCodec
+from fibquant_theory.codebooks.design import design_codebook
+from fibquant_theory.codecs.fibquant import FibQuantCodec
 from fibquant_theory.gpu.codec import GPUFibQuantCodec
 
 

@@ -55,7 +55,7 @@ def lloyd_max_from_samples(samples: np.ndarray, n_levels: int, iterations: int =
 
 
 # ----------------------------------------------------------------------------- codec (issue #4)
-# Naive NumPy versions of fibquant_theory.encoders / packing / codec, and the plain vectorised
+# Naive NumPy versions of fibquant_theory.search.encoders / packing / codec, and the plain vectorised
 # NumPy codec that the Numba benchmarks are compared against.
 
 

@@ -3,7 +3,7 @@
 The design path (sampling, shell search, Lloyd, held-out MSE), the codecs and the
 rate–distortion estimate use no BLAS, no fastmath ``reassoc``/``contract``, no C
 library transcendental functions and no NumPy sampler tails (see
-:mod:`fibquant_theory.fixed_order` and :mod:`fibquant_theory.portable_math`). The
+:mod:`fibquant_theory.numerics.fixed_order` and :mod:`fibquant_theory.numerics.portable_math`). The
 literal hashes below were written down from a run on an AMD EPYC (Zen 5, AVX-512)
 machine on 2026-12-02 (Python 3.11.7, NumPy 2.4.6, SciPy 1.17.1, Numba 0.68.1), and all of
 them were reproduced the same day on an Intel Xeon (the GPU machine's host: Python
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from fibquant_theory.codebook import design_codebook
+from fibquant_theory.codebooks.design import design_codebook
 
 from .reproducibility_probe import fingerprint
 
