@@ -24,7 +24,7 @@ from fibquant_theory.codecs.kivi import KIVICodec
 from fibquant_theory.codecs.registry import METHODS, make_codec
 from fibquant_theory.codecs.packing import RecordLayout
 from fibquant_theory.experiments.rd import rate_distortion, shannon_bound
-from fibquant_theory.numerics.rotation import haar_orthogonal, make_rotation, randomized_hadamard
+from fibquant_theory.theory.rotation import haar_orthogonal, make_rotation, randomized_hadamard
 from fibquant_theory.theory.scalar import ScalarQuantizer, lloyd_max_scalar
 from fibquant_theory.codebooks.shells import beta_quantile_radii, factorisations
 from fibquant_theory.theory.source import SphericalBeta, sample_unit_vectors

@@ -2,6 +2,6 @@
 
 import sys
 
-from fibquant_theory.cli.main.main import main
+from fibquant_theory.cli.main import main
 
 sys.exit(main())

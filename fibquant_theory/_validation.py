@@ -16,6 +16,8 @@ __all__ = [
     "check_dim_block",
     "check_bits",
     "as_vectors",
+    "as_rows",
+    "as_codebook",
     "check_finite_rows",
     "check_distance_range",
 ]
@@ -60,6 +62,12 @@ def check_finite_rows(x: np.ndarray, name: str = "x") -> None:
         raise ValueError(f"{name} contains NaN or Inf (first bad {where}; {rows.size} bad rows in all)")
 
 
+def _check_real_dtype(arr: np.ndarray, name: str) -> None:
+    """Raise ``ValueError`` unless ``arr`` holds real floating or integer numbers."""
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+
+
 def as_vectors(x: object, d: int, name: str = "x") -> np.ndarray:
     """Return ``x`` as a float64 array of shape ``(..., d)`` with finite entries.
 
@@ -75,8 +83,7 @@ def as_vectors(x: object, d: int, name: str = "x") -> np.ndarray:
         x = x.double() if x.dtype.is_floating_point else x
         x = x.numpy()
     arr = np.asarray(x)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    _check_real_dtype(arr, name)
     if arr.ndim == 0:
         raise ValueError(f"{name} must have shape (..., {d}), got a scalar")
     if arr.shape[-1] != d:
@@ -84,6 +91,61 @@ def as_vectors(x: object, d: int, name: str = "x") -> np.ndarray:
     arr = np.asarray(arr, dtype=np.float64)
     if arr.size:
         check_finite_rows(arr, name)
+    return arr
+
+
+def as_rows(x: object, name: str, *, k: int | None = None, min_rows: int = 0) -> np.ndarray:
+    """Return ``x`` as a C-contiguous, writable float64 matrix of shape ``(n, k)`` with finite entries.
+
+    The one check of the matrices that the compiled kernels take (codebooks,
+    blocks, samples); read-only input is copied.
+
+    Parameters
+    ----------
+    x : array_like
+        Real floating or integer array of shape ``(n, k)``.
+    name : str
+        Name of the argument in the error messages.
+    k : int, optional
+        Required number of columns (any ``k >= 1`` when ``None``).
+    min_rows : int
+        Fewest rows accepted.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n, k)``, float64.
+
+    Raises
+    ------
+    ValueError
+        For a non-numeric or complex dtype (``"... must be a real numeric array"``), a wrong
+        shape (``"... must have shape (n, k)"``, ``"(n, 4)"`` for a given ``k``, ``"(N, k) with N >= 2"``
+        for ``min_rows=2``), no column, or NaN/Inf entries (:func:`check_finite_rows`).
+    """
+    arr = np.asarray(x)
+    _check_real_dtype(arr, name)
+    cols = "k" if k is None else str(k)
+    if arr.ndim != 2 or (k is not None and arr.shape[1] != k):
+        rows = f"(N, {cols}) with N >= {min_rows}" if min_rows > 1 else f"(n, {cols})"
+        raise ValueError(f"{name} must have shape {rows}, got {arr.shape}")
+    if arr.shape[0] < min_rows:
+        raise ValueError(f"{name} must have shape (N, {cols}) with N >= {min_rows}, got {arr.shape}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one column, got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not arr.flags.writeable:  # the kernels take writable arrays
+        arr = arr.copy()
+    if arr.size:
+        check_finite_rows(arr, name)
+    return arr
+
+
+def as_codebook(points: object, name: str = "points", *, k: int | None = None) -> np.ndarray:
+    """:func:`as_rows` for a codebook ``(N, k)`` with ``N >= 1`` (``"... must hold at least one codeword"``)."""
+    arr = as_rows(points, name, k=k)
+    if arr.shape[0] < 1:
+        raise ValueError(f"{name} must hold at least one codeword")
     return arr
 
 

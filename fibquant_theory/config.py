@@ -8,7 +8,105 @@ them all at once.
 
 from __future__ import annotations
 
-__all__ = ["MAX_CODEWORDS"]
+__all__ = ["DEMO_FAMILY_POINTS", "DEMO_KV", "DEMO_RD_POINTS", "FIGURES_FULL", "FIGURES_QUICK", "MAX_CODEWORDS"]
 
 #: Largest codebook size that can be designed or packed (keeps every limb product inside int64).
 MAX_CODEWORDS = 1 << 30
+
+# --------------------------------------------------------------- CPU search and Lloyd
+# Read by fibquant_theory.search.kernel and fibquant_theory.codebooks.lloyd. They are passed to the
+# Numba kernels as arguments (never read as compiled-in globals), so a change takes effect without
+# clearing the Numba cache. Only CENTROID_BUDGET and MAX_CENTROID_CHUNKS change result bits (the
+# summation order of the cell sums, pinned by tests/test_reproducibility.py); the others only pick
+# among equivalent code paths.
+__all__ += [
+    "ASSIGN_BLOCK", "BOUND_MARGIN", "CENTROID_BUDGET", "KDTREE_MAX_BLOCK", "KDTREE_MIN_CODEWORDS",
+    "LOCAL_MAX_NEIGHBOURS", "LOCAL_MIN_CODEWORDS", "MAX_CENTROID_CHUNKS", "PARALLEL_MIN_WORK",
+]
+
+#: Rows per task of the parallel search and Lloyd kernels (the results do not depend on it).
+ASSIGN_BLOCK = 256
+#: Work (about one flop per unit) below which the serial kernels run (thread start-up costs more).
+PARALLEL_MIN_WORK = 1 << 23
+#: Relative safety margin of Lloyd's bound tests against rounding.
+BOUND_MARGIN = 1e-9
+#: Upper bound on the float64 entries of the per-chunk partial sums of Lloyd's centroid kernel.
+CENTROID_BUDGET = 1 << 22
+#: Largest number of sample chunks of Lloyd's centroid kernel.
+MAX_CENTROID_CHUNKS = 64
+#: Smallest codebook whose Lloyd assignment searches the neighbour list of the current codeword first.
+LOCAL_MIN_CODEWORDS = 1024
+#: Largest neighbour list of that local search (it lists ``8 * 2**(k/2)`` codewords below this cap).
+LOCAL_MAX_NEIGHBOURS = 512
+#: ``assign="auto"`` uses the exact k-d tree for codebooks of at least this many codewords ...
+KDTREE_MIN_CODEWORDS = 1024
+#: ... and blocks of at most this many coordinates (the exhaustive scan is faster otherwise).
+KDTREE_MAX_BLOCK = 8
+
+# ------------------------------------------------------------------------------- GPU
+# Read by fibquant_theory.gpu (gpu/); see research/gpu-notes.md for how the values were chosen. The
+# kernels are compiled in each process at first use (no on-disk cache), with GPU_THREADS, GPU_FASTMATH
+# and GPU_MAX_SPLITS compiled in, so a change takes effect in the next process. The attention defaults
+# are those of fibquant_theory.gpu.options.GPUOptions.
+__all__ += [
+    "GPU_ATTENTION_BLOCKS_PER_SM", "GPU_ATTENTION_CHUNK", "GPU_ATTENTION_MIN_SPLIT_TOKENS", "GPU_ATTENTION_REGISTERS",
+    "GPU_ATTENTION_UNROLL", "GPU_COLUMN_COPY_BUDGET", "GPU_COLUMN_MAX_VALUES", "GPU_DEFAULT_SMS", "GPU_DENSE_TABLE_LIMIT",
+    "GPU_FASTMATH", "GPU_MAX_GRID", "GPU_MAX_SPLITS", "GPU_SHARED_DEFAULT", "GPU_SHARED_OPTIN", "GPU_THREADS",
+]
+
+#: Threads per block of every GPU kernel (8 warps; compiled into the generated kernels).
+GPU_THREADS = 256
+#: Named fastmath flags of every GPU kernel (no ``nnan``/``ninf``: the NaN/Inf checks must stay).
+GPU_FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+#: Most blocks of a grid-stride launch (132 SMs x 16 blocks).
+GPU_MAX_GRID = 132 * 16
+#: Shared memory (bytes) a block gets without opting in; bounds the codebooks the decode and encode kernels accept.
+GPU_SHARED_DEFAULT = 48 * 1024
+#: Shared memory (bytes) a block may opt in to on an H100/H200: the column decode's limit, and decode-attention's
+#: where the driver does not report it (and in the simulator).
+GPU_SHARED_OPTIN = 227 * 1024
+#: Largest dense-rotation decode table ``(m, N, d)`` of float32 (bytes); past it, use the Hadamard rotation.
+GPU_DENSE_TABLE_LIMIT = 256 << 20
+#: Column decode: shared memory (bytes) the codebook copies may take by default (two 256-thread blocks per SM).
+GPU_COLUMN_COPY_BUDGET = 96 * 1024
+#: Column decode: most values (columns x blocks) a lane may hold in registers.
+GPU_COLUMN_MAX_VALUES = 64
+#: Decode-attention: most context splits per head (the merge keeps their weights in shared memory).
+GPU_MAX_SPLITS = 128
+#: Decode-attention default: key/value records in flight per thread.
+GPU_ATTENTION_UNROLL = 2
+#: Decode-attention default register cap: 128 does not spill (a 64 cap spilled 288 B/thread, 1.6x slower on an H100).
+GPU_ATTENTION_REGISTERS = 128
+#: Decode-attention default: blocks per SM of the context split (one wave).
+GPU_ATTENTION_BLOCKS_PER_SM = 2
+#: Decode-attention default: tokens per chunk of the two passes (a chunk's scores stay in shared memory).
+GPU_ATTENTION_CHUNK = 4096
+#: Decode-attention: fewest tokens per context split of the default split.
+GPU_ATTENTION_MIN_SPLIT_TOKENS = 256
+#: Decode-attention: SMs assumed by the default split where the device is not known (the simulator).
+GPU_DEFAULT_SMS = 132
+
+# ---------------------------------------------------------------------------- presets
+
+#: Design options of ``fibquant figures --quick`` (minutes on 2 cores) and of the full figures.
+FIGURES_QUICK = {"n_train": 20_000, "n_heldout": 20_000, "n_restarts": 1, "n_search": 20_000}
+FIGURES_FULL = {"n_train": 200_000, "n_heldout": 100_000, "n_restarts": 3}
+
+#: FibQuant points ``(k, N)`` of the demo's rate–distortion table (shells design): log2(N)/k in {1, 2, 3, 4}.
+DEMO_RD_POINTS = ((8, 256), (4, 256), (2, 64), (2, 256))
+#: The structured codebook families of the demo beside the shells design at the same ``(k, N, family)``.
+DEMO_FAMILY_POINTS = (
+    (4, 96, "shells"),
+    (4, 96, "d4"),
+    (4, 96, "hurwitz"),
+    (8, 240, "shells"),
+    (8, 240, "e8"),
+)
+#: KV-cache settings of the demo: (method, options).
+DEMO_KV = (
+    ("fp", {}),
+    ("fibquant", {"block": 2, "codewords": 256}),
+    ("turboquant", {"bits": 4}),
+    ("fibquant", {"block": 4, "codewords": 256}),
+    ("turboquant", {"bits": 2}),
+)

@@ -3,9 +3,16 @@
 * :class:`~fibquant_theory.gpu.codec.GPUFibQuantCodec`: encode, decode and
   decode-attention from codes on the GPU, bit-compatible with the CPU codec
   (``"fixed"`` packing); PyTorch CUDA tensors in and out without host copies.
-* :mod:`fibquant_theory.gpu.kernels`: the kernels (generated per configuration);
-  :mod:`fibquant_theory.gpu.column_decode`: the Hadamard decode without shuffles
-  (``decode_layout = "columns"``).
+  Its kernel choices and tuning are a frozen
+  :class:`~fibquant_theory.gpu.options.GPUOptions`.
+* The kernels, generated per configuration, one module each:
+  :mod:`~fibquant_theory.gpu.decode` (chunked Hadamard and dense decode),
+  :mod:`~fibquant_theory.gpu.column_decode` (the Hadamard decode without shuffles,
+  ``decode_layout="columns"``), :mod:`~fibquant_theory.gpu.encode` and
+  :mod:`~fibquant_theory.gpu.attention` (decode-attention and its shared-memory plan);
+  their shared parts: :mod:`~fibquant_theory.gpu.device` (device helpers, format
+  codes) and :mod:`~fibquant_theory.gpu.codegen` (source generation, compilation,
+  launch helpers). Their tunables are in the GPU section of :mod:`fibquant_theory.config`.
 * ``python -m fibquant_theory.gpu.bench``: the benchmark table (decode bandwidth
   against a device copy, encode throughput, decode-attention against fp16 SDPA).
 
@@ -19,7 +26,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GPUFibQuantCodec"]
+from .options import GPUOptions
+
+__all__ = ["GPUFibQuantCodec", "GPUOptions"]
 
 
 def __getattr__(name: str) -> Any:

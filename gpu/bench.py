@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
+
+from .options import GPUOptions
 
 __all__ = ["main", "run_benchmarks"]
 
@@ -94,7 +96,6 @@ def run_benchmarks(
     (``same bits``) and must be within fp16 rounding of it to be kept.
     """
     tune_set = {"decode", "attention"} if tune is True else set(tune or ())
-    import numpy as np
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
@@ -116,7 +117,7 @@ def run_benchmarks(
     buf = torch.empty(512 << 20, dtype=torch.uint8, device=dev)
     dst = torch.empty_like(buf)
     buf.random_(0, 255)
-    copy_ms = median_ms(lambda: dst.copy_(buf))
+    copy_ms = median_ms(lambda dst=dst, buf=buf: dst.copy_(buf))
     copy_gbs = 2 * buf.numel() / copy_ms / 1e6
     del buf, dst
 
@@ -137,23 +138,28 @@ def run_benchmarks(
             if "decode" in tune_set and rot == "hadamard":
                 best = None
                 for variant in _decode_variants(d, k, n_cw):
-                    _set_decode(g, variant)
+                    gv = GPUFibQuantCodec(codec, options=replace(GPUOptions(), **variant))
                     try:
-                        got = g.decode(payload, n_dec, check=True)
+                        got = gv.decode(payload, n_dec, check=True)
                     except ValueError as exc:  # a layout that does not fit this setting
                         print(f"  decode variant {variant}: {exc}", file=sys.stderr)
                         continue
                     same = bool(torch.equal(got, out))
                     close = bool(torch.allclose(got.float(), out.float(), rtol=2.0**-10, atol=1e-6 * float(out.abs().max())))
-                    vt = _graph_ms(torch, lambda: g.decode(payload, n_dec, check=False, stream=stream()), median_ms, replays=5)
+                    vt = _graph_ms(
+                        torch, lambda gv=gv, payload=payload: gv.decode(payload, n_dec, check=False, stream=stream()), median_ms,
+                        replays=5,
+                    )
                     print(f"  decode variant {variant}: {vt} ms, same bits: {same}, within fp16 rounding: {close}", file=sys.stderr)
                     if vt is not None and close and (best is None or vt < best[0]):
-                        best = (vt, variant)
+                        best = (vt, gv)
                     del got
                 if best is not None:
-                    _set_decode(g, best[1])
-            ms = median_ms(lambda: g.decode(payload, n_dec, check=False))
-            graph = _graph_ms(torch, lambda: g.decode(payload, n_dec, check=False, stream=stream()), median_ms, replays=5)
+                    g = best[1]
+            ms = median_ms(lambda g=g, payload=payload: g.decode(payload, n_dec, check=False))
+            graph = _graph_ms(
+                torch, lambda g=g, payload=payload: g.decode(payload, n_dec, check=False, stream=stream()), median_ms, replays=5
+            )
             gbs = nbytes / (graph or ms) / 1e6
             rel = float((out.float() - x.float()).norm() / x.float().norm())
             _emit(rows, "decode", {
@@ -175,8 +181,8 @@ def run_benchmarks(
                 n_enc = n_dec
                 x = torch.randn(n_enc, d, device=dev, dtype=torch.float16)
                 g.encode(x, check=True)
-                ms = median_ms(lambda: g.encode(x, check=False), reps=10)
-                graph = _graph_ms(torch, lambda: g.encode(x, check=False, stream=stream()), median_ms, replays=3)
+                ms = median_ms(lambda g=g, x=x: g.encode(x, check=False), reps=10)
+                graph = _graph_ms(torch, lambda g=g, x=x: g.encode(x, check=False, stream=stream()), median_ms, replays=3)
                 ms = graph or ms
                 _emit(rows, "encode", {
                     "d": d, "k": k, "N": n_cw, "search": encoder, "precision": prec, "vectors": n_enc, "ms": ms,
@@ -189,6 +195,7 @@ def run_benchmarks(
         g = GPUFibQuantCodec(codec)
         # (records in flight, register cap, blocks per SM of the context split, tokens per chunk)
         variants = [(4, 128, 2, 4096), (2, 128, 2, 4096), (4, 128, 2, 2048)] if "attention" in tune_set else []
+        variants = [_attention_options(*v) for v in variants]
         for b, h, t in shapes if "attention" in only else ():
             kf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
             vf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
@@ -203,24 +210,30 @@ def run_benchmarks(
             rel = float((ours.float() - ref).norm() / ref.norm())
             del kd, vd
             qs = q[:, :, None]
-            sdpa = lambda: F.scaled_dot_product_attention(qs, kf, vf)  # noqa: E731
+            sdpa = lambda qs=qs, kf=kf, vf=vf: F.scaled_dot_product_attention(qs, kf, vf)  # noqa: E731
             sdpa_ms = median_ms(sdpa)
             if len(variants) > 1:
                 best = None
-                for variant in variants:
-                    g.attention_unroll, g.attention_registers, g.attention_blocks_per_sm, g.attention_chunk = variant
-                    g.decode_attention(q, kp, vp, t, check=True)
-                    vt = _graph_ms(torch, lambda: g.decode_attention(q, kp, vp, t, check=False, stream=stream()), median_ms)
-                    print(f"  attention variant (unroll, regs, blocks/SM, chunk)={variant}: {vt} ms", file=sys.stderr)
+                for opts in variants:
+                    gv = GPUFibQuantCodec(codec, options=opts)
+                    gv.decode_attention(q, kp, vp, t, check=True)
+                    vt = _graph_ms(
+                        torch,
+                        lambda gv=gv, q=q, kp=kp, vp=vp, t=t: gv.decode_attention(q, kp, vp, t, check=False, stream=stream()),
+                        median_ms,
+                    )
+                    print(f"  attention variant (unroll, regs, blocks/SM, chunk)={_attention_name(opts)}: {vt} ms", file=sys.stderr)
                     if vt is not None and (best is None or vt < best[0]):
-                        best = (vt, *variant)
+                        best = (vt, opts)
                 if best is not None:
-                    variants = [best[1:]]
-                    g.attention_unroll, g.attention_registers, g.attention_blocks_per_sm, g.attention_chunk = best[1:]
+                    variants = [best[1]]
+                    g = GPUFibQuantCodec(codec, options=best[1])
             ours = g.decode_attention(q, kp, vp, t, check=True)
             rel = float((ours.float() - ref).norm() / ref.norm())
-            ours_ms = median_ms(lambda: g.decode_attention(q, kp, vp, t, check=False))
-            ours_g = _graph_ms(torch, lambda: g.decode_attention(q, kp, vp, t, check=False, stream=stream()), median_ms)
+            ours_ms = median_ms(lambda g=g, q=q, kp=kp, vp=vp, t=t: g.decode_attention(q, kp, vp, t, check=False))
+            ours_g = _graph_ms(
+                torch, lambda g=g, q=q, kp=kp, vp=vp, t=t: g.decode_attention(q, kp, vp, t, check=False, stream=stream()), median_ms
+            )
             sdpa_g = _graph_ms(torch, sdpa, median_ms)
             code_bytes = kp.numel() + vp.numel()
             fp16_bytes = kf.numel() * 2 + vf.numel() * 2
@@ -229,55 +242,62 @@ def run_benchmarks(
                 "sdpa ms": sdpa_ms, "codes ms": ours_ms, "speedup": sdpa_ms / ours_ms,
                 "sdpa graph ms": sdpa_g, "codes graph ms": ours_g,
                 "graph speedup": (sdpa_g / ours_g) if (sdpa_g and ours_g) else None,
-                "variant": f"u{g.attention_unroll}/r{g.attention_registers}/b{g.attention_blocks_per_sm}/c{g.attention_chunk}",
+                "variant": _attention_tag(g.options),
                 "bytes ratio": fp16_bytes / code_bytes, "target": fp16_bytes / code_bytes / 2,
                 "codes GB/s": code_bytes / (ours_g or ours_ms) / 1e6, "rel err": rel,
             })
-            del kf, vf, kp, vp
+            del kf, vf, kp, vp, sdpa  # (sdpa holds kf and vf)
             torch.cuda.empty_cache()
             bar.update()
     bar.close()
-    from .kernels import kernel_resources
+    from .codegen import kernel_resources
 
     rows["kernels"] = kernel_resources()
-    _ = math, np
     return rows
 
 
 def _decode_variants(d: int, k: int, n_codewords: int) -> list[dict[str, Any]]:
-    """Hadamard decode variants timed by ``--tune decode``: the chunked layout (the default first), then
-    the column layout with its defaults and with one knob changed at a time."""
+    """Hadamard decode variants timed by ``--tune decode`` as :class:`GPUOptions` changes: the chunked
+    layout (the default first), then the column layout with its defaults and with one knob changed at a time."""
     from .column_decode import column_plan
-    from .kernels import OUT_F16
+    from .device import OUT_F16
 
-    out: list[dict[str, Any]] = [{"layout": "chunks", "per_lane": 0, "chunk": 0}]
-    out.append({"layout": "chunks", "per_lane": 32, "chunk": 32})
+    out: list[dict[str, Any]] = [{"decode_layout": "chunks", "decode_per_lane": 0, "decode_chunk": 0}]
+    out.append({"decode_layout": "chunks", "decode_per_lane": 32, "decode_chunk": 32})
     try:
         plan = column_plan(d, k, n_codewords, OUT_F16)
     except ValueError:
         return out
-    out.append({"layout": "columns"})
-    out.append({"layout": "columns", "prefetch": False})
-    out.append({"layout": "columns", "replicas": max(1, plan["R"] // 2)})
-    out.extend({"layout": "columns", "columns": c} for c in (2, 4, 8) if c != plan["C"])
+    out.append({"decode_layout": "columns"})
+    out.append({"decode_layout": "columns", "decode_prefetch": False})
+    out.append({"decode_layout": "columns", "decode_replicas": max(1, plan["R"] // 2)})
+    out.extend({"decode_layout": "columns", "decode_columns": c} for c in (2, 4, 8) if c != plan["C"])
     return out
 
 
-def _set_decode(g: Any, v: dict[str, Any]) -> None:
-    g.decode_layout = v["layout"]
-    g.decode_columns = v.get("columns", 0)
-    g.decode_replicas = v.get("replicas", 0)
-    g.decode_prefetch = v.get("prefetch", True)
-    g.decode_per_lane = v.get("per_lane", 0)
-    g.decode_chunk = v.get("chunk", 0)
-
-
 def _decode_name(g: Any) -> str:
+    o = g.options
     if g.codec.rotation.kind != "hadamard":
         return "dense"
-    if g.decode_layout == "columns":
-        return f"columns C={g.decode_columns or 'default'} R={g.decode_replicas or 'default'} prefetch={g.decode_prefetch}"
-    return f"chunks V={g.decode_per_lane or 'default'} s={g.decode_chunk or 'default'}"
+    if o.decode_layout == "columns":
+        return f"columns C={o.decode_columns or 'default'} R={o.decode_replicas or 'default'} prefetch={o.decode_prefetch}"
+    return f"chunks V={o.decode_per_lane or 'default'} s={o.decode_chunk or 'default'}"
+
+
+def _attention_options(unroll: int, registers: int | None, blocks_per_sm: int, chunk: int) -> GPUOptions:
+    """Default options with the decode-attention knobs ``(records in flight, register cap, blocks per SM, chunk)``."""
+    return replace(
+        GPUOptions(), attention_unroll=unroll, attention_registers=registers, attention_blocks_per_sm=blocks_per_sm,
+        attention_chunk=chunk,
+    )
+
+
+def _attention_name(o: GPUOptions) -> tuple[int, int | None, int, int]:
+    return (o.attention_unroll, o.attention_registers, o.attention_blocks_per_sm, o.attention_chunk)
+
+
+def _attention_tag(o: GPUOptions) -> str:
+    return f"u{o.attention_unroll}/r{o.attention_registers}/b{o.attention_blocks_per_sm}/c{o.attention_chunk}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

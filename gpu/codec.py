@@ -11,9 +11,10 @@ bit* (``"fixed"`` packing; ``"mixed-radix"`` is CPU-only):
     indices, ``"float32"`` (default) is the fast path.
 ``decode``
     packed records -> fp16 / bf16 / fp32 vectors ``(n, d)``, inverse rotation
-    applied (fast Hadamard with warp shuffles, or, with ``decode_layout = "columns"``,
-    with the in-block transform folded into the codebook and no shuffles, see
-    :mod:`~fibquant_theory.gpu.column_decode`; or dense).
+    applied (fast Hadamard with warp shuffles, or, with
+    ``GPUOptions(decode_layout="columns")``, with the in-block transform folded
+    into the codebook and no shuffles, see :mod:`~fibquant_theory.gpu.column_decode`;
+    or dense).
 ``decode_attention``
     one query per head against ``T`` encoded keys and values: scores from
     per-block lookup tables of ``q . codewords`` (no dequantised K), softmax,
@@ -22,71 +23,69 @@ bit* (``"fixed"`` packing; ``"mixed-radix"`` is CPU-only):
 Arrays go in and out as GPU arrays: PyTorch CUDA tensors (through
 ``__cuda_array_interface__``, no host copies; results are torch tensors on the
 same device) or Numba device arrays. NumPy arrays are accepted too and are
-copied to the device (results are then Numba device arrays).
+copied to the device (results are then Numba device arrays). Kernel choices and
+tuning are a frozen :class:`~fibquant_theory.gpu.options.GPUOptions`, fixed per codec.
 
 Example
 -------
 >>> import torch  # doctest: +SKIP
->>> from fibquant_theory.codebooks.codebook import design_codebook  # doctest: +SKIP
+>>> from fibquant_theory.codebooks.design import design_codebook  # doctest: +SKIP
 >>> from fibquant_theory.codecs.fibquant import FibQuantCodec  # doctest: +SKIP
 >>> from fibquant_theory.gpu.codec import GPUFibQuantCodec  # doctest: +SKIP
 >>> g = GPUFibQuantCodec(FibQuantCodec(design_codebook(128, 8, 256), rotation="hadamard"))  # doctest: +SKIP
 >>> x = torch.randn(4096, 128, device="cuda", dtype=torch.float16)  # doctest: +SKIP
 >>> payload = g.encode(x)                   # uint8 tensor, 18 bytes per vector  # doctest: +SKIP
 >>> x_hat = g.decode(payload, 4096)         # (4096, 128) float16 tensor  # doctest: +SKIP
+>>> from dataclasses import replace  # doctest: +SKIP
+>>> g2 = GPUFibQuantCodec(g.codec, options=replace(g.options, decode_layout="columns"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 
-from fibquant_theory.numerics.fixed_order import matmul_rows
-from ._compat import SIMULATOR, cuda
-from .column_decode import column_codebook, column_decode_kernel, column_plan
-from .kernels import (
-    HDR_BF16,
-    HDR_F16,
-    HDR_F32,
-    OUT_BF16,
-    OUT_F16,
-    OUT_F32,
-    ROT_DENSE,
-    ROT_HADAMARD,
-    MAX_SPLITS,
-    THREADS,
-    allow_dynamic_shared,
-    attention_kernel,
-    attention_plan,
-    decode_kernel,
-    encode_kernel,
-    lane_layout,
-    record_granularity,
+from fibquant_theory.config import (
+    GPU_ATTENTION_MIN_SPLIT_TOKENS,
+    GPU_DEFAULT_SMS,
+    GPU_DENSE_TABLE_LIMIT,
+    GPU_SHARED_DEFAULT,
+    GPU_SHARED_OPTIN,
 )
+from fibquant_theory.numerics.fixed_order import matmul_rows
 
-__all__ = ["GPUFibQuantCodec", "OUTPUT_DTYPES", "PRECISIONS"]
+from ._compat import SIMULATOR, cuda
+from .attention import MAX_SPLITS, attention_kernel, attention_plan
+from .codegen import allow_dynamic_shared, lane_layout, record_granularity
+from .column_decode import column_codebook, column_decode_kernel, column_plan
+from .decode import decode_kernel
+from .device import HDR_BF16, HDR_F16, HDR_F32, OUT_BF16, OUT_F16, OUT_F32, ROT_DENSE, ROT_HADAMARD, THREADS
+from .encode import encode_kernel
+from .options import GPUOptions
+
+__all__ = ["GPUFibQuantCodec", "GPUOptions", "OUTPUT_DTYPES", "PRECISIONS"]
 
 #: Output formats of :meth:`GPUFibQuantCodec.decode` and ``decode_attention``.
 OUTPUT_DTYPES = ("float16", "bfloat16", "float32")
 #: Arithmetic of the encoder's rotation and search.
 PRECISIONS = ("float32", "float64")
 
-_SMEM_LIMIT = 48 * 1024
 _HDR = {"float16": HDR_F16, "bfloat16": HDR_BF16, "float32": HDR_F32}
 _OUT = {"float16": OUT_F16, "bfloat16": OUT_BF16, "float32": OUT_F32}
-_UNROLL = 2  # key/value records in flight per thread in decode_attention (see gpu/NOTES.md)
+_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(GPUOptions))
 
 
 def _smem_optin(dev: Any) -> int:
     """Shared memory a block may opt in to on ``dev`` (227 KiB on an H100; the simulator: the same)."""
     if dev is None:
-        return 227 * 1024
+        return GPU_SHARED_OPTIN
     try:
         return int(dev.MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
     except Exception:  # pragma: no cover - depends on the driver bindings
-        return _SMEM_LIMIT
+        return GPU_SHARED_DEFAULT
 
 
 def _is_torch(a: Any) -> bool:
@@ -148,17 +147,27 @@ class GPUFibQuantCodec:
         indices are the CPU's (up to exact ties in the last bit); ``"float32"``
         is faster and picks a codeword whose distance is within float32
         rounding of the nearest one.
+    options : GPUOptions, optional
+        Kernel choices and tuning (default ``GPUOptions()``); make variants
+        with :func:`dataclasses.replace`.
 
     Raises
     ------
     ValueError
         Mixed-radix packing, the clustered encoder, a two-stage codebook with
         more than 63 shells, or a codebook too large for shared memory.
+    TypeError
+        ``options`` is not a :class:`GPUOptions`.
     """
 
-    def __init__(self, codec: Any, *, precision: str = "float32") -> None:
+    def __init__(self, codec: Any, *, precision: str = "float32", options: GPUOptions | None = None) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if options is None:
+            options = GPUOptions()
+        elif not isinstance(options, GPUOptions):
+            raise TypeError(f"options must be a GPUOptions, got {type(options).__name__}")
+        self._options = options
         if codec.packing != "fixed":
             raise ValueError(
                 f"the GPU kernels read and write the 'fixed' packing only; packing={codec.packing!r} is CPU-only "
@@ -175,12 +184,12 @@ class GPUFibQuantCodec:
         self._rot = ROT_HADAMARD if codec.rotation.kind == "hadamard" else ROT_DENSE
         fs = 8 if precision == "float64" else 4
         nk = self.n_codewords * self.k
-        if (nk + self.k + 2 * self.n_blocks * (self.n_codewords + 1)) * 4 + 8 * self.d + 64 > _SMEM_LIMIT:
+        if (nk + self.k + 2 * self.n_blocks * (self.n_codewords + 1)) * 4 + 8 * self.d + 64 > GPU_SHARED_DEFAULT:
             raise ValueError(f"codebook of {self.n_codewords} x {self.k} is too large for the GPU kernels' shared memory")
         vper = lane_layout(self.d)[1]
         rbits = self.layout.record_bits
         wpc = max(32 // math.gcd(rbits, 32), 32 // lane_layout(self.d)[0]) * rbits // 32
-        if nk * fs + self.n_codewords * fs + 8 * 32 * vper * fs + 8 * 4 * wpc > _SMEM_LIMIT:
+        if nk * fs + self.n_codewords * fs + 8 * 32 * vper * fs + 8 * 4 * wpc > GPU_SHARED_DEFAULT:
             raise ValueError(f"codebook of {self.n_codewords} x {self.k} is too large for the GPU encoder in {precision}")
         search_dt = np.float64 if precision == "float64" else np.float32
         s = codec.search
@@ -203,8 +212,11 @@ class GPUFibQuantCodec:
             signs = np.ones(d)
             m = codec.rotation.matrix
             mat_fwd, mat_inv = m.T, m  # z = u @ M^T, x = z @ M
-            if self.n_blocks * self.n_codewords * d * 4 > 256 << 20:
-                raise ValueError("the dense-rotation decode table (m, N, d) would exceed 256 MiB; use rotation='hadamard'")
+            if self.n_blocks * self.n_codewords * d * 4 > GPU_DENSE_TABLE_LIMIT:
+                raise ValueError(
+                    f"the dense-rotation decode table (m, N, d) would exceed {GPU_DENSE_TABLE_LIMIT >> 20} MiB; "
+                    "use rotation='hadamard'"
+                )
         scale = 1.0 / np.sqrt(d)
         to = cuda.to_device
         self._cb32 = to(np.ascontiguousarray(codec.points.ravel(), dtype=np.float32))
@@ -227,40 +239,23 @@ class GPUFibQuantCodec:
         self._att_mat = to(np.ascontiguousarray(mat_fwd, dtype=np.float32))
         self._err = cuda.to_device(np.zeros(2, dtype=np.int64))
         self._workspaces: dict[tuple[int, int], tuple[Any, Any, Any, Any]] = {}
-        #: decode-attention tuning: records in flight per thread, and the register cap of its kernel
-        self.attention_unroll = _UNROLL
-        # 128 registers: no spills (a 64-register cap spilled 288 B per thread to local memory,
-        # which went to DRAM and made the kernel 1.6x slower on an H100), so 2 blocks of 256
-        # threads fit on an SM and the context is split into one wave of 2 blocks per SM
-        self.attention_registers = 128
-        #: blocks per SM of the default context split (one wave)
-        self.attention_blocks_per_sm = 2
-        #: tokens per chunk of the two-pass decode-attention (scores of a chunk stay in shared memory)
-        self.attention_chunk = 4096
-        #: simulator only: read records as 32-bit words (True) or with the byte/halfword loader (False);
-        #: on a GPU whole words are used whenever both streams are word-aligned
-        self.attention_words32 = True
-        #: Hadamard decode kernel: "chunks" (kernels.decode_kernel: coordinates in interleaved chunks,
-        #: warp shuffles; measured on an H100, see gpu/NOTES.md) or "columns" (column_decode: the
-        #: in-block transform folded into the codebook, no shuffles; checked in the simulator and
-        #: compiled for sm_90, not yet run on a GPU; falls back to "chunks" where its layout does not fit)
-        self.decode_layout = "chunks"
-        #: columns decode tuning: columns per lane (0: column_default), codebook copies (0: as many
-        #: as fit, see column_plan) and loading the next record before processing the current one
-        self.decode_columns = 0
-        self.decode_replicas = 0
-        self.decode_prefetch = True
-        #: simulator only: read records as 32-bit words (True) or with the byte/halfword loader (False)
-        self.decode_words32 = True
         self._column_tables: dict[tuple[int, int], Any] = {}
-        #: chunks decode tuning: coordinates per lane and per interleaved chunk (Hadamard; 0: the kernel's
-        #: defaults, max(16, k) and max(8, k)) and a register cap (None: the compiler's choice, both layouts)
-        self.decode_per_lane = 0
-        self.decode_chunk = 0
-        self.decode_registers: int | None = None
 
     def __repr__(self) -> str:
-        return f"GPUFibQuantCodec({self.codec!r}, precision={self.precision!r})"
+        opts = "" if self._options == GPUOptions() else f", options={self._options!r}"
+        return f"GPUFibQuantCodec({self.codec!r}, precision={self.precision!r}{opts})"
+
+    @property
+    def options(self) -> GPUOptions:
+        """Kernel choices and tuning of this codec (frozen)."""
+        return self._options
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OPTION_NAMES:  # the former tuning attributes: fail loudly rather than be ignored
+            raise AttributeError(
+                f"{name} is an option: build GPUFibQuantCodec(codec, options=dataclasses.replace(g.options, {name}=...))"
+            )
+        super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -280,8 +275,9 @@ class GPUFibQuantCodec:
         return self._err.copy_to_host()
 
     @staticmethod
-    def _launch_args(stream: Any) -> tuple[Any, ...]:
-        return () if stream is None else (stream,)
+    def _launch_config(grid: Any, stream: Any) -> tuple[Any, ...]:
+        """``kernel[config]`` of a launch on ``stream`` (the default stream when None), no dynamic shared memory."""
+        return (grid, THREADS) if stream is None else (grid, THREADS, stream)
 
     # ------------------------------------------------------------------ encode
     def encode(self, x: Any, *, check: bool = True, stream: Any = None) -> Any:
@@ -319,7 +315,7 @@ class GPUFibQuantCodec:
             self.precision == "float64", np.dtype(arr.dtype) == np.float16,
         )
         self._reset_err(n, check)
-        kern[grid(n), THREADS, *self._launch_args(stream)](
+        kern[self._launch_config(grid(n), stream)](
             arr, n, self._enc_cb, self._enc_n2, self._enc_order, self._enc_offsets, self._enc_radii, self._enc_signs,
             self._enc_mat, words, self._err,
         )
@@ -385,13 +381,14 @@ class GPUFibQuantCodec:
         out, ot = _empty((n, self.d), np_dt, t)
         if n:
             if not self._column_decode(arr, n, _OUT[dtype], out, check, stream):
+                o = self._options
                 kern, grid = decode_kernel(
                     self.d, self.k, self.n_codewords, self._hkind, _OUT[dtype], self._rot,
-                    per_lane=self.decode_per_lane, chunk=self.decode_chunk, max_registers=self.decode_registers,
+                    per_lane=o.decode_per_lane, chunk=o.decode_chunk, max_registers=o.decode_registers,
                 )
                 self._reset_err(n, check)
                 addr = out.__cuda_array_interface__["data"][0] if not SIMULATOR else 0
-                kern[grid(n), THREADS, *self._launch_args(stream)](
+                kern[self._launch_config(grid(n), stream)](
                     arr, n, self._cb32, self._dec_signs, self._dec_table, out, addr, self._err
                 )
             if check:
@@ -406,23 +403,22 @@ class GPUFibQuantCodec:
 
     def _column_decode(self, arr: Any, n: int, okind: int, out: Any, check: bool, stream: Any) -> bool:
         """Decode with :func:`column_decode_kernel` when it applies (False: use the chunked kernel)."""
-        if self.decode_layout not in ("columns", "chunks"):
-            raise ValueError(f"decode_layout must be 'columns' or 'chunks', got {self.decode_layout!r}")
-        if self._rot != ROT_HADAMARD or self.decode_layout != "columns":
+        o = self._options
+        if self._rot != ROT_HADAMARD or o.decode_layout != "columns":
             return False
         try:
-            plan = column_plan(self.d, self.k, self.n_codewords, okind, int(self.decode_columns), int(self.decode_replicas))
+            plan = column_plan(self.d, self.k, self.n_codewords, okind, int(o.decode_columns), int(o.decode_replicas))
         except ValueError:
-            if self.decode_columns or self.decode_replicas:  # asked for explicitly: say why it does not fit
+            if o.decode_columns or o.decode_replicas:  # asked for explicitly: say why it does not fit
                 raise
             return False  # e.g. k = 1 or too many blocks per lane: the chunked layout handles it
         rbits = self.bits_per_vector
         # whole 32-bit words when the stream starts 4-byte aligned and is a whole number of words
-        words32 = (not SIMULATOR or self.decode_words32) and arr.shape[0] % 4 == 0
+        words32 = (not SIMULATOR or o.decode_words32) and arr.shape[0] % 4 == 0
         words32 = words32 and (SIMULATOR or arr.__cuda_array_interface__["data"][0] % 4 == 0)
         kern, grid, plan = column_decode_kernel(
-            self.d, self.k, self.n_codewords, self._hkind, okind, plan["C"], words32, bool(self.decode_prefetch),
-            self.decode_registers, plan["R"],
+            self.d, self.k, self.n_codewords, self._hkind, okind, plan["C"], words32, o.decode_prefetch,
+            o.decode_registers, plan["R"],
         )
         key = (plan["C"], plan["R"])
         if key not in self._column_tables:
@@ -486,7 +482,7 @@ class GPUFibQuantCodec:
             Output format (default: ``q``'s).
         n_splits : int, optional
             Context splits per head, at most ``MAX_SPLITS`` = 128 (default: enough blocks to fill
-            the GPU in one wave).
+            the GPU in one wave, ``options.attention_blocks_per_sm`` blocks per SM).
         check : bool
             Raise ``ValueError`` on a corrupt record (a synchronisation).
         stream : numba stream, optional
@@ -531,32 +527,33 @@ class GPUFibQuantCodec:
                 raise ValueError("q has NaN or Inf entries")
             qarr = qa if qa.ndim == 2 else cuda.to_device(host.reshape(bh, self.d))
         q_f16 = np.dtype(qarr.dtype) == np.float16
+        o = self._options
         dev = None if SIMULATOR else cuda.get_current_device()
         if n_splits is None:
-            sms = 132 if dev is None else dev.MULTIPROCESSOR_COUNT
+            sms = GPU_DEFAULT_SMS if dev is None else dev.MULTIPROCESSOR_COUNT
             # whole waves of attention_blocks_per_sm blocks per SM (a partial wave costs a whole one)
-            n_splits = max(1, min(-(-T // 256), (self.attention_blocks_per_sm * sms) // bh))
+            n_splits = max(1, min(-(-T // GPU_ATTENTION_MIN_SPLIT_TOKENS), (o.attention_blocks_per_sm * sms) // bh))
         n_splits = max(1, min(int(n_splits), T, MAX_SPLITS))
         per_split = -(-T // n_splits)
         n_splits = -(-T // per_split)  # every split non-empty
         pmax, psum, pacc, counter = self._workspace(bh, n_splits)
         np_dt = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32}[dtype]
         out, ot = _empty((bh, self.d), np_dt, qt)
-        unroll = int(self.attention_unroll)
+        unroll = int(o.attention_unroll)
         per_it = THREADS * unroll
         # the chunk is the kernel's capacity (compile-time); a shorter split skips the iterations past its end
-        chunk = max(per_it, int(self.attention_chunk) // per_it * per_it)
+        chunk = max(per_it, int(o.attention_chunk) // per_it * per_it)
         plan = attention_plan(self.d, self.k, self.n_codewords, chunk, _smem_optin(dev))
         chunk = plan["chunk"] // per_it * per_it
         if chunk < per_it:
             raise ValueError(f"attention_unroll={unroll} needs a chunk of {per_it} tokens, which does not fit in shared memory")
         # whole 32-bit words when every record stream starts 4-byte aligned and is a whole number of words
-        words32 = not SIMULATOR or self.attention_words32
+        words32 = not SIMULATOR or o.attention_words32
         words32 = words32 and all(
             a.shape[0] % 4 == 0 and (SIMULATOR or a.__cuda_array_interface__["data"][0] % 4 == 0) for a in (ka, va)
         )
         kern = attention_kernel(
-            self.d, self.k, self.n_codewords, self._hkind, self._rot, _OUT[dtype], unroll, self.attention_registers,
+            self.d, self.k, self.n_codewords, self._hkind, self._rot, _OUT[dtype], unroll, o.attention_registers,
             plan["R"], chunk, words32, q_f16,
         )
         allow_dynamic_shared(kern, plan["bytes"])

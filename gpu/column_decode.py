@@ -1,4 +1,4 @@
-r"""Hadamard decode by columns: the in-block transform folded into the codebook, no warp shuffles (private).
+r"""Hadamard decode by columns: the in-block transform folded into the codebook, no warp shuffles.
 
 The randomized Hadamard decode is :math:`x = \nu\, D H_d \hat u / \sqrt d` with
 :math:`\hat u = (c_{i_0}, \dots, c_{i_{m-1}})` the record's codewords (``m = d / k``
@@ -11,8 +11,8 @@ The kernel keeps the transformed codebook :math:`c'_n = H_k c_n` (formed once on
 in float64) in shared memory, and lane ``l`` of a vector holds *columns*
 ``p = l C ... l C + C - 1`` of every block: its ``C m`` values need the ``m``-point
 transform across blocks only, which is entirely in registers. No warp shuffles are
-left (the shuffle stages of the chunked layout of :func:`~fibquant_theory.gpu.kernels.decode_kernel`
-shared the shared-memory pipe with the codebook reads and bounded it; see gpu/NOTES.md).
+left (the shuffle stages of the chunked layout of :func:`~fibquant_theory.gpu.decode.decode_kernel`
+shared the shared-memory pipe with the codebook reads and bounded it; see research/gpu-notes.md).
 
 Layout: ``L = k / C`` lanes per vector, ``W = 32 / L`` vectors per warp. The codebook
 holds ``R`` (at most ``W``) copies, element ``(copy r, row n, column p = l C + c)`` at
@@ -31,54 +31,40 @@ layouts write the same bits; it differs from the chunked kernel's only in roundi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from numba import float32, int64, uint8, uint16, uint32, uint64
 
-from ._compat import SIMULATOR, cuda
-from .kernels import (
+from fibquant_theory.config import GPU_COLUMN_COPY_BUDGET, GPU_COLUMN_MAX_VALUES, GPU_SHARED_OPTIN
+
+from . import codegen
+from .device import (
     HDR_F16,
     HDR_F32,
     OUT_F16,
     OUT_F32,
     THREADS,
-    _WARPS,
-    _bf16_bits,
-    _compile,
-    _f16_norm,
-    _f32_bits,
-    _field,
-    _grid,
-    _header_value,
-    _loader32_parts,
-    _namespace,
-    _prmt,
-    _record_loader,
-    _wsync,
-    record_granularity,
+    WARPS,
+    bf16_bits,
+    f16_bits,
+    f16_norm,
+    f32_bits,
+    header_value,
+    prmt,
+    warp_sync,
 )
 
-__all__ = ["column_codebook", "column_decode_kernel", "column_default", "column_plan"]
+__all__ = ["COPY_BUDGET", "MAX_VALUES", "SHARED_LIMIT", "column_codebook", "column_decode_kernel", "column_default", "column_plan"]
 
-#: Shared memory (bytes) the codebook copies may take: two blocks of 256 threads fit on an SM.
-COPY_BUDGET = 96 * 1024
-#: Most values (``C m``) a lane may hold in registers.
-MAX_VALUES = 64
-#: Most shared memory per block (an H100/H200 block may opt in to 227 KiB).
-SHARED_LIMIT = 227 * 1024
-
-if SIMULATOR:
-
-    @cuda.jit(device=True)
-    def _f16_bits(x):  # pragma: no cover - exercised through the kernels
-        return int64(np.float16(x).view(np.uint16))
-
-else:
-
-    @cuda.jit(device=True, inline=True)
-    def _f16_bits(x):  # pragma: no cover - compiled
-        return int64(cuda.libdevice.float2half_rn(float32(x))) & 0xFFFF
+#: Shared memory (bytes) the codebook copies may take by default (:data:`fibquant_theory.config.GPU_COLUMN_COPY_BUDGET`).
+COPY_BUDGET: int = GPU_COLUMN_COPY_BUDGET
+#: Most values (``C m``) a lane may hold in registers (:data:`fibquant_theory.config.GPU_COLUMN_MAX_VALUES`).
+MAX_VALUES: int = GPU_COLUMN_MAX_VALUES
+#: Most shared memory per block (an H100/H200 block may opt in to 227 KiB; :data:`fibquant_theory.config.GPU_SHARED_OPTIN`).
+SHARED_LIMIT: int = GPU_SHARED_OPTIN
 
 
 def _esize(okind: int) -> int:
@@ -86,8 +72,21 @@ def _esize(okind: int) -> int:
 
 
 def column_default(d: int, k: int, okind: int) -> int:
-    """Default columns per lane ``C``: the fewest that give a lane at least 16 values (``C m``), whole
-    output words, at most 16 bytes of a block's outputs and at most 32 lanes per vector."""
+    """Default columns per lane ``C`` of :func:`column_plan`.
+
+    Parameters
+    ----------
+    d, k : int
+        Dimension and block size.
+    okind : int
+        Output format (``OUT_F16``, ``OUT_BF16`` or ``OUT_F32``).
+
+    Returns
+    -------
+    int
+        The fewest columns that give a lane at least 16 values (``C m``), whole output
+        words, at most 16 bytes of a block's outputs and at most 32 lanes per vector.
+    """
     esize = _esize(okind)
     m = d // k
     c = max(4 // esize, -(-k // 32))
@@ -148,7 +147,7 @@ def column_plan(d: int, k: int, n_codewords: int, okind: int, columns: int = 0, 
     staged = k * esize < 32
     # staging rows padded to L (mod 32) words: the word (w, b kb + l cw) of lane (w, l) is in bank w L + b kb + l cw
     pad = (lanes - row) % 32 if staged else 0
-    stage_words = _WARPS * per_warp * (row + pad) if staged else 0
+    stage_words = WARPS * per_warp * (row + pad) if staged else 0
     nbytes = 4 * (r * n_codewords * k + stage_words)
     if nbytes > SHARED_LIMIT:
         raise ValueError(
@@ -162,7 +161,21 @@ def column_plan(d: int, k: int, n_codewords: int, okind: int, columns: int = 0, 
 
 
 def column_codebook(points: np.ndarray, plan: dict[str, int]) -> np.ndarray:
-    """The transformed codebook ``H_k c_n`` (float64, then float32) in the replicated layout of ``plan``, ``(R N k,)``."""
+    """The transformed codebook ``H_k c_n`` (float64, then float32) in the replicated layout of ``plan``.
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        Codebook, shape ``(N, k)``.
+    plan : dict
+        :func:`column_plan` of the kernel.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape ``(R N k,)``: element (copy ``r``, row ``n``, column ``p = l C + c``)
+        at ``n R k + c R L + r L + l``.
+    """
     pts = np.asarray(points, dtype=np.float64)
     n, k = pts.shape
     h = pts.copy()
@@ -182,7 +195,7 @@ def column_codebook(points: np.ndarray, plan: dict[str, int]) -> np.ndarray:
 def column_decode_kernel(
     d: int, k: int, n_codewords: int, hkind: int, okind: int, columns: int, words32: bool, prefetch: bool = True,
     max_registers: int | None = None, replicas: int = 0,
-):
+) -> tuple[Any, Callable[[int], int], dict[str, int]]:
     """Column decode ``(payload, n, cbt f32[::1], signs f32[::1], outw, err i64[::1])``; returns ``(kernel, grid_fn, plan)``.
 
     ``payload`` is the record stream viewed as ``uint32`` words (``words32``) or as
@@ -192,6 +205,31 @@ def column_decode_kernel(
     of ``uint64`` where ``plan["out_words"] == 2`` (pairs of words a lane writes directly).
     Dynamic shared memory: ``plan["bytes"]``. ``err[0]`` receives (atomic min) the first record with an index
     ``>= N`` or a corrupt norm header; it must hold ``n`` on entry.
+
+    Parameters
+    ----------
+    d, k, n_codewords : int
+        Dimension, block size and codebook size.
+    hkind, okind : int
+        Header format (``HDR_*``) and output format (``OUT_*``) of :mod:`~fibquant_theory.gpu.device`.
+    columns, replicas : int
+        Columns per lane and codebook copies (0: the defaults of :func:`column_plan`).
+    words32 : bool
+        Read the payload as 32-bit words (else in elements of the record granularity).
+    prefetch : bool
+        Load the next record before processing the current one (32-bit words only).
+    max_registers : int or None
+        Register cap per thread.
+
+    Returns
+    -------
+    tuple
+        ``(kernel, grid_fn, plan)``: ``grid_fn(n)`` is the number of blocks for ``n`` records.
+
+    Raises
+    ------
+    ValueError
+        As :func:`column_plan`.
     """
     plan = column_plan(d, k, n_codewords, okind, columns, replicas)
     C, L, W, R, m = plan["C"], plan["L"], plan["W"], plan["R"], plan["m"]
@@ -201,14 +239,14 @@ def column_decode_kernel(
     hbits = 32 if hkind == HDR_F32 else 16
     rbits = hbits + m * wbits
     check_ix = ncw != (1 << wbits)
-    per_block = W * _WARPS
+    per_block = W * WARPS
     prefetch = prefetch and words32
     nv = C * m
     src: list[str] = []
     a = src.append
 
     def loads(prefix: str, rec: str, indent: str) -> list[str]:
-        return _loader32_parts(prefix, "payload", rec, rbits, indent)[0]
+        return codegen.loader32_parts(prefix, "payload", rec, rbits, indent)[0]
 
     a("def kern(payload, n, cbt, signs, outw, err):")
     a("    tid = cuda.threadIdx.x")
@@ -246,14 +284,14 @@ def column_decode_kernel(
         for t in range(len(ld) - 2):
             a(f"        cw{t} = fw{t}")
         src.extend(ld)
-        src.extend(_loader32_parts("c", "payload", "rec", rbits, "        ")[1])
+        src.extend(codegen.loader32_parts("c", "payload", "rec", rbits, "        ")[1])
     elif words32:
-        ld, align = _loader32_parts("c", "payload", "rec", rbits, "        ")
+        ld, align = codegen.loader32_parts("c", "payload", "rec", rbits, "        ")
         src.extend(ld + align)
     else:
-        src.extend(_record_loader("c", "payload", "rec", rbits, "        ")[0])
+        src.extend(codegen.record_loader("c", "payload", "rec", rbits, "        ")[0])
     prefix = "c"  # the record's words are c s0, c s1, ... whichever loader
-    hdr = _field(prefix, 0, hbits)
+    hdr = codegen.field(prefix, 0, hbits)
     a(f"        nu = {'_f16_norm(' + hdr + ')' if hkind == HDR_F16 else f'_header_value({hdr}, {hkind})'}")
     a("        if nu < 0:")
     a("            if ok:")
@@ -262,7 +300,7 @@ def column_decode_kernel(
     a("        ap = nu * pscale")
     a("        an = -ap")
     for b in range(m):
-        a(f"        g = {_field(prefix, hbits + b * wbits, wbits)}")
+        a(f"        g = {codegen.field(prefix, hbits + b * wbits, wbits)}")
         if check_ix:
             a(f"        if g >= {ncw}:")
             a("            if ok:")
@@ -319,17 +357,17 @@ def column_decode_kernel(
                     lo, hi = word(b, 2 * j), word(b, 2 * j + 1)
                     a(f"            outw[uint64(ob + {b * kb // 2 + j})] = uint64({lo}) | (uint64({hi}) << uint64(32))")
     a("        base += stride")
-    ns = _namespace()
+    ns = codegen.namespace()
     ns.update({
-        "uint32": uint32, "_prmt": _prmt, "_f16_norm": _f16_norm, "_header_value": _header_value, "_f32_bits": _f32_bits,
-        "_f16_bits": _f16_bits, "_bf16_bits": _bf16_bits, "_wsync": _wsync,
+        "uint32": uint32, "_prmt": prmt, "_f16_norm": f16_norm, "_header_value": header_value, "_f32_bits": f32_bits,
+        "_f16_bits": f16_bits, "_bf16_bits": bf16_bits, "_wsync": warp_sync,
     })
-    pay_t = uint32 if words32 else {1: uint8, 2: uint16, 4: uint32}[record_granularity(rbits)]
+    pay_t = uint32 if words32 else {1: uint8, 2: uint16, 4: uint32}[codegen.record_granularity(rbits)]
     out_nb = uint32 if plan["out_words"] == 1 else uint64
     sig = (pay_t[::1], int64, float32[::1], float32[::1], out_nb[::1], int64[::1])
     label = (
         f"column decode d={d} k={k} N={ncw} h={hkind} o={okind} C={C} R={R} staged={bool(staged)} w32={words32} "
         f"prefetch={prefetch} r={max_registers}"
     )
-    kern = _compile("\n".join(src), "kern", ns, sig, label, max_registers)
-    return kern, (lambda n: _grid(n, per_block)), plan
+    kern = codegen.compile_kernel("\n".join(src), "kern", ns, sig, label, max_registers)
+    return kern, (lambda n: codegen.grid_blocks(n, per_block)), plan

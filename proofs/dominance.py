@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import integrate, special
 
+from fibquant_theory.search.kernel import nearest_exhaustive
 from fibquant_theory.theory.highrate import db as highrate_db
 from fibquant_theory.theory.highrate import log_normalizer
 from fibquant_theory.theory.scalar import lloyd_max_scalar
@@ -306,8 +307,8 @@ def check_fixed_point_at_one_bit(d: int = 64, k: int = 2, *, bits: int = 1) -> C
 
 
 def _nearest(points: np.ndarray, y: np.ndarray) -> np.ndarray:
-    d2 = np.sum(y * y, axis=1)[:, None] - 2.0 * y @ points.T + np.sum(points * points, axis=1)[None, :]
-    return np.argmin(d2, axis=1)
+    """Index of the nearest of ``points (N, k)`` to every row of ``y (n, k)``: the package's exact kernel."""
+    return nearest_exhaustive(y, points)[0]
 
 
 def check_lloyd_step_monte_carlo(

@@ -2,7 +2,8 @@ r"""Zador–Gersho high-rate theory for the spherical-Beta source: closed forms 
 
 The closed forms live in :mod:`fibquant_theory.theory.highrate`; this module checks them
 against 30-digit quadrature, checks the table of lattice second moments by Monte
-Carlo with exact nearest-lattice-point decoders, checks that the high-rate
+Carlo with the exact nearest-lattice-point decoders of
+:mod:`fibquant_theory.codebooks.lattices`, checks that the high-rate
 prediction is approached by the exact scalar Lloyd–Max MSE as the rate grows, and
 (once codebooks can be designed) by designed ``k``-dim codebooks. See ``high_rate.md``.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 import mpmath
 import numpy as np
 
+from fibquant_theory.codebooks.lattices import nearest_lattice_point
 from fibquant_theory.theory import highrate
 from fibquant_theory.theory.scalar import lloyd_max_scalar
 
@@ -116,26 +118,7 @@ def check_gaussian_shape_limit(ks: tuple[int, ...] = (2, 3, 4, 8, 16, 32), *, d:
 
 
 # ----------------------------------------------------------------- lattice decoders
-def _round_dn(x: np.ndarray) -> np.ndarray:
-    """Nearest point of D_n = {z in Z^n: sum z even} (Conway & Sloane 1982 decoder)."""
-    f = np.rint(x)
-    odd = (np.sum(f, axis=1) % 2) != 0
-    if odd.any():
-        r = x[odd] - f[odd]
-        j = np.argmax(np.abs(r), axis=1)
-        rows = np.arange(r.shape[0])
-        fo = f[odd]
-        fo[rows, j] += np.where(r[rows, j] > 0, 1.0, -1.0)
-        f[odd] = fo
-    return f
-
-
-def _closer(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    da = np.sum((x - a) ** 2, axis=1)
-    db_ = np.sum((x - b) ** 2, axis=1)
-    return np.where((da <= db_)[:, None], a, b)
-
-
+# The exact nearest-lattice-point decoders live in the library: fibquant_theory.codebooks.lattices.
 #: name -> (dimension, volume of a Voronoi cell, sampling box side lengths).
 _LATTICES: dict[str, tuple[int, float, tuple[float, ...]]] = {
     "Z": (1, 1.0, (1.0,)),
@@ -144,31 +127,6 @@ _LATTICES: dict[str, tuple[int, float, tuple[float, ...]]] = {
     "D4": (4, 2.0, (2.0,) * 4),
     "E8": (8, 1.0, (2.0,) * 8),
 }
-
-
-def nearest_lattice_point(name: str, x: np.ndarray) -> np.ndarray:
-    """Exact nearest point of the lattice ``name`` (``"Z"``, ``"A2"``, ``"A3*"``, ``"D4"``, ``"E8"``).
-
-    ``A2`` is the hexagonal lattice with unit minimum distance, as the union of
-    :math:`\\mathbb Z\\times\\sqrt3\\mathbb Z` and its translate by :math:`(1/2,\\sqrt3/2)`;
-    ``A3*`` (body-centred cubic) is :math:`\\mathbb Z^3\\cup(\\mathbb Z^3+\\tfrac12)`; ``E8`` is
-    :math:`D_8\\cup(D_8+\\tfrac12)`. ``x`` has shape ``(n, k)``.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    if name == "Z":
-        return np.rint(x)
-    if name == "A2":
-        s = np.array([1.0, math.sqrt(3.0)])
-        a = np.rint(x / s) * s
-        b = (np.rint(x / s - 0.5) + 0.5) * s
-        return _closer(x, a, b)
-    if name == "A3*":
-        return _closer(x, np.rint(x), np.rint(x - 0.5) + 0.5)
-    if name == "D4":
-        return _round_dn(x)
-    if name == "E8":
-        return _closer(x, _round_dn(x), _round_dn(x - 0.5) + 0.5)
-    raise ValueError(f"unknown lattice {name!r}; choose from {sorted(_LATTICES)}")
 
 
 def monte_carlo_nsm(name: str, n: int = 200_000, seed: int = 0) -> tuple[float, float]:

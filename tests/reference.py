@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 from scipy import integrate, special
 
 
+# ------- theory: the scalar source f_{d,1} and scalar Lloyd–Max (fibquant_theory.theory.scalar)
 def marginal_pdf_1d(d: int, t: float) -> float:
     """f_{d,1}(t) straight from the Gamma-function constant (no shared code with the package)."""
     if abs(t) >= 1:
@@ -54,16 +56,35 @@ def lloyd_max_from_samples(samples: np.ndarray, n_levels: int, iterations: int =
     return np.sort(levels)
 
 
-# ----------------------------------------------------------------------------- codec (issue #4)
-# Naive NumPy versions of fibquant_theory.search.encoders / packing / codec, and the plain vectorised
-# NumPy codec that the Numba benchmarks are compared against.
 
-
+# ----------------------------------- search: nearest-codeword searches (fibquant_theory.search)
 def nearest_codeword_naive(y: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest codeword from the full matrix of direct squared distances (ties to the lowest index)."""
     dist = ((np.asarray(y)[:, None, :] - np.asarray(points)[None, :, :]) ** 2).sum(axis=-1)
     idx = np.argmin(dist, axis=1)
     return idx, dist[np.arange(idx.size), idx]
+
+
+def nearest_codeword_ordered_naive(
+    y: np.ndarray, points: np.ndarray, score: str = "direct"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`nearest_codeword_naive` with every sum taken over the coordinates in order ``t = 0, ..., k-1``.
+
+    (NumPy's ``sum`` adds pairwise from ``k = 8`` on, so it can differ in the last bit.) Ranks by the
+    direct ``|y - c|^2`` or the expanded ``|c|^2 - 2 y.c`` score; returns the index (first minimum), its
+    direct squared distance and the full ``(n, N)`` matrix of direct squared distances.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    points = np.asarray(points, dtype=np.float64)
+    dist = np.zeros((len(y), len(points)))
+    dot = np.zeros((len(y), len(points)))
+    norm2 = np.zeros(len(points))
+    for t in range(y.shape[1]):
+        dist += (y[:, None, t] - points[None, :, t]) ** 2
+        dot += y[:, None, t] * points[None, :, t]
+        norm2 += points[:, t] * points[:, t]
+    idx = np.argmin(dist if score == "direct" else norm2[None, :] - 2.0 * dot, axis=1)
+    return idx, dist[np.arange(idx.size), idx], dist
 
 
 def _search_candidates_naive(y: np.ndarray, points: np.ndarray, candidates: np.ndarray) -> tuple[int, float]:
@@ -98,6 +119,61 @@ def clustered_naive(
     return idx, dist
 
 
+
+# ---------- codebooks: Lloyd iterations of a vector quantizer (fibquant_theory.codebooks.lloyd)
+def lloyd_naive(initial_points: np.ndarray, samples: np.ndarray, n_updates: int) -> tuple[np.ndarray, float]:
+    """``n_updates`` plain Lloyd steps (exhaustive assignment, cell means, an empty cell takes the
+    worst-quantized sample), then the distortion per block of the resulting codebook."""
+    pts = np.array(initial_points, dtype=np.float64, copy=True)
+    samples = np.asarray(samples, dtype=np.float64)
+    for _ in range(n_updates):
+        idx, dist = nearest_codeword_naive(samples, pts)
+        new = pts.copy()
+        empty = []
+        for j in range(pts.shape[0]):
+            sel = samples[idx == j]
+            if sel.shape[0]:
+                new[j] = sel.mean(axis=0)
+            else:
+                empty.append(j)
+        if empty:
+            worst = np.argsort(-dist, kind="stable")[: len(empty)]
+            new[empty] = samples[worst]
+        pts = new
+    _, dist = nearest_codeword_naive(samples, pts)
+    return pts, float(dist.mean())
+
+
+
+# --------- codebooks: lattice shells of the structured families (fibquant_theory.codebooks.lattices)
+def lattice_shell_naive(name: str, norm2: float) -> np.ndarray:
+    """Every point of squared norm ``norm2`` of the lattice ``name``, by enumerating a box (rows sorted).
+
+    ``"D4"``: ``{z in Z^4: sum z even}``; ``"E8"``: ``D8 ∪ (D8 + 1/2)``; ``"Hurwitz"``:
+    ``Z^4 ∪ (Z^4 + 1/2)`` (the Hurwitz quaternions). Coordinates are searched in
+    ``[-2, 2]``, enough for ``norm2 <= 4``.
+    """
+    k = {"D4": 4, "E8": 8, "Hurwitz": 4}[name]
+    ints = np.array(list(itertools.product(range(-2, 3), repeat=k)), dtype=np.float64)
+    halves = np.array(list(itertools.product((-1.5, -0.5, 0.5, 1.5), repeat=k)))
+    if name == "D4":
+        cands = ints[ints.sum(axis=1) % 2 == 0]
+    elif name == "E8":
+        cands = np.concatenate([ints[ints.sum(axis=1) % 2 == 0], halves[(halves - 0.5).sum(axis=1) % 2 == 0]])
+    else:
+        cands = np.concatenate([ints, halves])
+    pts = cands[np.isclose((cands**2).sum(axis=1), norm2)]
+    return pts[np.lexsort(pts.T[::-1])]
+
+
+def max_inner_naive(y: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row of ``table (M, k)`` maximising ``<y, v>`` for every ``y (n, k)`` (first on ties), and the maximum."""
+    ip = np.asarray(y) @ np.asarray(table).T
+    m = np.argmax(ip, axis=1)
+    return m, ip[np.arange(len(m)), m]
+
+
+# ---- codecs: record packing and the plain vectorised NumPy codec the Numba one is benchmarked against
 def pack_records_naive(header: np.ndarray, indices: np.ndarray, n_codewords: int, header_bits: int, mode: str) -> np.ndarray:
     """Record stream built with Python integers: one big integer, bit p of the stream = bit p of it."""
     n, m = indices.shape
@@ -177,32 +253,8 @@ def decode_numpy(payload: np.ndarray, n: int, rotation: np.ndarray, points: np.n
     return norms[:, None] * (z @ rotation)
 
 
-# ----------------------------------------------------------------- issue #3: vector quantizer (Lloyd)
-# (the exhaustive reference search is nearest_codeword_naive above, shared with issue #4)
-def lloyd_naive(initial_points: np.ndarray, samples: np.ndarray, n_updates: int) -> tuple[np.ndarray, float]:
-    """``n_updates`` plain Lloyd steps (exhaustive assignment, cell means, an empty cell takes the
-    worst-quantized sample), then the distortion per block of the resulting codebook."""
-    pts = np.array(initial_points, dtype=np.float64, copy=True)
-    samples = np.asarray(samples, dtype=np.float64)
-    for _ in range(n_updates):
-        idx, dist = nearest_codeword_naive(samples, pts)
-        new = pts.copy()
-        empty = []
-        for j in range(pts.shape[0]):
-            sel = samples[idx == j]
-            if sel.shape[0]:
-                new[j] = sel.mean(axis=0)
-            else:
-                empty.append(j)
-        if empty:
-            worst = np.argsort(-dist, kind="stable")[: len(empty)]
-            new[empty] = samples[worst]
-        pts = new
-    _, dist = nearest_codeword_naive(samples, pts)
-    return pts, float(dist.mean())
 
-
-# ----------------------------------------------------------------- issue #6: GPU decode-attention
+# ------------------------------------------- gpu: decode-attention from decoded keys and values
 def attention_naive(q: np.ndarray, k_hat: np.ndarray, v_hat: np.ndarray, scale: float | None = None) -> np.ndarray:
     """Softmax attention of one query per head over dequantised keys/values, in float64.
 

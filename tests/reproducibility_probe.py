@@ -28,7 +28,7 @@ def fingerprint() -> dict[str, str]:
     from fibquant_theory.codebooks.directions import fibonacci_sphere, fibonacci_sunflower, roberts_kronecker_directions
     from fibquant_theory.codecs.kivi import KIVICodec
     from fibquant_theory.experiments.rd import rate_distortion
-    from fibquant_theory.numerics.rotation import haar_orthogonal, randomized_hadamard
+    from fibquant_theory.theory.rotation import haar_orthogonal, randomized_hadamard
     from fibquant_theory.theory.scalar import lloyd_max_scalar
     from fibquant_theory.codebooks.shells import beta_quantile_radii
     from fibquant_theory.theory.source import SphericalBeta, sample_unit_vectors, standard_normal

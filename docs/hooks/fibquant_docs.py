@@ -1,12 +1,12 @@
 """MkDocs hook of the FibQuant site (declared under ``hooks:`` in ``mkdocs.yml``).
 
-* ``on_pre_build`` (once per process): runs ``scripts/docs_assets.py``, which writes the
+* ``on_pre_build`` (once per process): runs ``docs/hooks/docs_assets.py``, which writes the
   figures and tables of the site into the git-ignored ``docs/generated/`` with the
   package's own ``fibquant`` commands. Set ``FIBQUANT_DOCS_SKIP_ASSETS=1`` to reuse the
   files already there (fast ``mkdocs serve`` restarts) and ``FIBQUANT_DOCS_SAMPLES`` to
   change the unit vectors per rate–distortion point (default 20000).
 * ``on_config``: appends the "API reference" section to the navigation, one page per
-  module listed in ``extra.api_modules``.
+  module listed in ``extra.api_modules``, grouped by subpackage.
 * ``on_files``: adds those API pages (``::: module``, rendered by mkdocstrings) and
   the MathJax 3 files of the installed ``django-static-mathjax`` package under
   ``assets/mathjax/`` (no CDN: the built site renders math offline).
@@ -35,9 +35,12 @@ _MATHJAX_PARTS = ("tex-chtml.js", "input", "output/chtml", "ui", "a11y", "sre", 
 
 
 def api_page_path(module: str) -> str:
-    """Path of the generated API page of ``module`` inside the site, e.g. ``api/source.md``."""
-    name = module.split(".")[-1] if "." in module else "index"
-    return f"api/{name}.md"
+    """Path of the generated API page of ``module`` inside the site, e.g. ``api/theory/source.md``.
+
+    The package itself is ``api/index.md``; a module ``fibquant_theory.a.b`` is ``api/a/b.md``.
+    """
+    parts = module.split(".")[1:]
+    return "api/" + ("/".join(parts) if parts else "index") + ".md"
 
 
 def mathjax_root() -> Path:
@@ -68,8 +71,19 @@ def on_config(config: MkDocsConfig, **kwargs: Any) -> MkDocsConfig:
     """Append the "API reference" section (one entry per module) to the navigation."""
     modules = _api_modules(config)
     if modules and config.nav is not None:
-        # Menu titles without the package prefix ("source", "proofs.dominance"); pages keep the full name.
-        section = [{module.partition(".")[2] or module: api_page_path(module)} for module in modules]
+        # One menu group per subpackage ("codebooks" > "overview", "design", ...); pages keep the full name.
+        section: list[dict[str, Any]] = []
+        groups: dict[str, list[dict[str, str]]] = {}
+        for module in modules:
+            parts = module.split(".")[1:]
+            if not parts or (len(parts) == 1 and not any(m.startswith(module + ".") for m in modules)):
+                section.append({parts[0] if parts else module: api_page_path(module)})
+                continue
+            if parts[0] not in groups:
+                groups[parts[0]] = []
+                section.append({parts[0]: groups[parts[0]]})
+            title = ".".join(parts[1:]) or "overview"
+            groups[parts[0]].append({title: api_page_path(module)})
         config.nav = [item for item in config.nav if not (isinstance(item, dict) and "API reference" in item)]
         config.nav.append({"API reference": section})
     return config
@@ -83,7 +97,7 @@ def on_pre_build(config: MkDocsConfig, **kwargs: Any) -> None:
     if os.environ.get("FIBQUANT_DOCS_SKIP_ASSETS") == "1" and (GENERATED / "rd_scalar_table.md").is_file():
         _ASSETS_DONE = True
         return
-    spec = importlib.util.spec_from_file_location("fibquant_docs_assets", ROOT / "scripts" / "docs_assets.py")
+    spec = importlib.util.spec_from_file_location("fibquant_docs_assets", ROOT / "docs" / "hooks" / "docs_assets.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

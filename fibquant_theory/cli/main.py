@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fibquant_theory._table import format_table
-from fibquant_theory.experiments.demo import RD_COLUMNS, run_demo
 from fibquant_theory.cli.kv import add_kv_commands
-from fibquant_theory.codecs.registry import METHODS, make_codec
+from fibquant_theory.codecs.registry import METHODS, SPECS, Flag, flag_help, get_spec, make_codec
+from fibquant_theory.experiments.demo import RD_COLUMNS, run_demo
 from fibquant_theory.experiments.rd import rate_distortion
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "rd_flags"]
 
 
 #: subcommands whose ``--out`` names a file ("file") or a folder of outputs ("folder")
@@ -73,24 +73,53 @@ def _scalar_mse(d: int, rate_bits: float) -> float | None:
     return lloyd_max_scalar(d, int(round(rate))).mse
 
 
+def rd_flags() -> list[tuple[Flag, list[str]]]:
+    """The codec option flags of ``fibquant rd``: every method's flags, each with the methods that take it.
+
+    Returns
+    -------
+    list of (Flag, list of str)
+        The flags (registration order) and their methods.
+    """
+    found: dict[str, tuple[Flag, list[str]]] = {}
+    for name, spec in SPECS.items():
+        for flag in spec.flags:
+            entry = found.setdefault(flag.flag, (flag, []))
+            if entry[0] != flag:
+                raise ValueError(f"two methods define the flag {flag.flag} differently: {entry[0]} and {flag}")
+            entry[1].append(name)
+    return list(found.values())
+
+
+def _needs(groups: list[tuple[str, ...]], flags: dict[str, Flag]) -> str:
+    """``--bits``, or ``--block K and --codewords N (or --bits B)``: the flags of the required option groups.
+
+    The flags' argument names are shown when the message names more than one flag.
+    """
+    several = sum(len(g) for g in groups) > 1
+
+    def show(option: str) -> str:
+        if option not in flags:
+            return option
+        return f"{flags[option].flag} {flags[option].metavar}" if several else flags[option].flag
+
+    return " and ".join(show(g[0]) + (f" (or {' or '.join(show(o) for o in g[1:])})" if len(g) > 1 else "") for g in groups)
+
+
 def _cmd_rd(args: argparse.Namespace) -> str:
-    if args.method == "fibquant":
-        if args.block is None or (args.codewords is None and args.bits is None):
-            raise ValueError("method fibquant needs --block K and --codewords N (or --bits B, N = 2**(B*K))")
-        options = {"block": args.block, "seed": args.seed}
-        if args.train is not None:
-            options["n_train"] = args.train
-        # both --codewords and --bits: make_codec checks that they agree
-        options.update({name: value for name, value in (("codewords", args.codewords), ("bits", args.bits)) if value is not None})
-        codec = make_codec("fibquant", args.dim, **options)
-    else:
-        fibquant_only = [f"--{name}" for name in ("block", "codewords", "train") if getattr(args, name) is not None]
-        if fibquant_only:
-            verb = "applies" if len(fibquant_only) == 1 else "apply"
-            raise ValueError(f"{', '.join(fibquant_only)} {verb} only to --method fibquant, not {args.method}")
-        if args.bits is None:
-            raise ValueError(f"method {args.method} needs --bits")
-        codec = make_codec(args.method, args.dim, bits=args.bits, seed=args.seed)
+    spec = get_spec(args.method)
+    mine = {flag.option: flag for flag in spec.flags}
+    given = {flag.option: value for flag, _ in rd_flags() if (value := getattr(args, flag.option)) is not None}
+    foreign = [(flag, owners) for flag, owners in rd_flags() if flag.option in given and flag.option not in mine]
+    if foreign:
+        owners = " or ".join(dict.fromkeys(m for _, ms in foreign for m in ms))
+        verb = "applies" if len(foreign) == 1 else "apply"
+        raise ValueError(f"{', '.join(f.flag for f, _ in foreign)} {verb} only to --method {owners}, not {args.method}")
+    missing = spec.missing(list(given))
+    if missing:
+        raise ValueError(f"method {args.method} needs {_needs(missing, mine)}")
+    # e.g. both --codewords and --bits: make_codec checks that they agree
+    codec = make_codec(args.method, args.dim, seed=args.seed, **given)
     row = rate_distortion(codec, n_samples=args.samples, seed=args.seed)
     row["scalar_mse"] = _scalar_mse(args.dim, row["rate_bits"])
     if args.json:
@@ -156,10 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rd = sub.add_parser("rd", help="rate–distortion of one method at one rate on uniform unit vectors")
     rd.add_argument("--dim", type=int, required=True, help="vector dimension d")
-    rd.add_argument("--bits", type=int, help="bits per coordinate (integer; required except for fibquant)")
-    rd.add_argument("--block", type=int, help="fibquant: block size k (divides d)")
-    rd.add_argument("--codewords", type=int, help="fibquant: codebook size N (rate log2(N)/k)")
-    rd.add_argument("--train", type=int, help="fibquant: codebook training samples (default 200000)")
+    for flag, owners in rd_flags():
+        rd.add_argument(flag.flag, dest=flag.option, type=flag.type, metavar=flag.metavar, help=flag_help(flag, owners))
     rd.add_argument("--method", choices=sorted(METHODS), default="turboquant")
     rd.add_argument("--samples", type=int, default=100_000, help="fresh unit vectors (default 100000)")
     rd.add_argument("--seed", type=int, default=0)

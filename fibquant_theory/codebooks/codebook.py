@@ -17,17 +17,20 @@ import math
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fibquant_theory._validation import check_dim_block, check_int
+from fibquant_theory.codebooks.families import FAMILIES
 from fibquant_theory.codebooks.lloyd import nearest_codeword
+from fibquant_theory.codebooks.structure import CodebookStructure, ShellStructure, readonly_array
 
 __all__ = [
     "CODEBOOK_VERSION",
+    "POINTS_FAMILY",
     "READABLE_VERSIONS",
     "Codebook",
     "FrozenParams",
@@ -75,153 +78,235 @@ def _freeze(obj: Any) -> Any:
     return obj
 
 
-def _readonly(a: np.ndarray, dtype: type) -> np.ndarray:
-    arr = np.array(a, dtype=dtype, copy=True, order="C")
-    arr.setflags(write=False)
-    return arr
+#: Legacy keyword fields of the shells family (before structures): ``Codebook(..., n_shells=, shell_radii=, ...)``.
+_SHELL_FIELDS = ("n_shells", "shell_radii", "shell_index", "directions")
+#: The family of a codebook without a structure (bare points).
+POINTS_FAMILY = "points"
 
 
-@dataclass(frozen=True, eq=False)
 class Codebook:
-    r"""A FibQuant codebook for blocks of ``k`` coordinates of unit vectors in :math:`\mathbb{R}^d`.
+    r"""A FibQuant codebook for blocks of ``k`` coordinates of unit vectors in :math:`\mathbb{R}^d`: points plus a structure.
 
-    Build one with :func:`design_codebook`; load one with :func:`load_codebook`.
-    The constructor validates every field and computes :attr:`content_hash`
-    (if a non-empty ``content_hash`` is passed it must match, otherwise
-    ``ValueError`` is raised: this is how corrupt files are detected).
+    Build one with :func:`~fibquant_theory.codebooks.design.design_codebook`; load
+    one with :func:`load_codebook`. The constructor validates every field and
+    computes :attr:`content_hash` (if a non-empty ``content_hash`` is passed it
+    must match, otherwise ``ValueError`` is raised: this is how corrupt files
+    are detected). The object is read-only.
 
-    Attributes
+    The family-specific part is :attr:`structure`
+    (:class:`~fibquant_theory.codebooks.structure.CodebookStructure`, see
+    :data:`~fibquant_theory.codebooks.families.FAMILIES`). A shells design can
+    also be built with the shell fields directly (``n_shells``, ``shell_radii``,
+    ``shell_index``, ``directions``: a
+    :class:`~fibquant_theory.codebooks.structure.ShellStructure`, the format
+    before families). Without a structure and without shell fields the codebook
+    is bare points (family ``"points"``).
+
+    Parameters
     ----------
-    points : numpy.ndarray, shape (N, k)
-        Codewords (read-only float64).
+    points : array_like, shape (N, k)
+        Codewords (finite, ``N >= 2``).
     d, k : int
         Ambient dimension and block size (``k`` divides ``d``).
     seed : int
-        Seed of the design.
-    n_shells : int
-        Number of radius shells :math:`S`.
-    shell_radii : numpy.ndarray, shape (S,)
-        Beta-quantile radii of the shells (increasing).
-    shell_index : numpy.ndarray, shape (N,), int64
-        Shell of every codeword: the shell it was initialised on (for an
-        initialisation without shells, the rank of its radius in groups of ``N/S``).
-    directions : str
-        Direction family of the initial codebook (``"sign"``,
-        ``"fibonacci-circle"``, ``"fibonacci-sphere"``, ``"roberts-kronecker"``)
-        or the non-shell initialisation that won (``"sunflower"``, ``"samples"``).
-    params : FrozenParams
-        Construction parameters and design record (JSON-serialisable, read-only).
+        Seed of the design (``>= 0``).
+    n_shells, shell_radii, shell_index, directions
+        Fields of a :class:`~fibquant_theory.codebooks.structure.ShellStructure`
+        (family ``"shells"``); not together with ``structure``.
+    params : Mapping
+        Construction parameters and design record (JSON-serialisable; frozen).
     train_mse, heldout_mse : float
         :math:`E\|u-\hat u\|^2` of a unit vector over all ``d`` coordinates, on
-        the training and on the held-out samples.
+        the training and on the held-out samples (finite, ``>= 0``).
     design_seconds : float
         Wall-clock seconds of the design, finite and ``>= 0`` (not part of the hash).
-    initial_points : numpy.ndarray, shape (N, k)
-        The initial codebook of the winning restart.
+    initial_points : array_like, shape (N, k)
+        The initial codebook of the winning restart (for the structured families, the points).
     content_hash : str
-        Hex SHA-256 of the points, shells, initial points and defining fields.
+        Expected hash (``""``: not checked).
     version : int
         :data:`CODEBOOK_VERSION` of the design.
+    family : str or None
+        Checked against the structure's family when given.
+    structure : CodebookStructure or None
+        The family structure (it must be consistent with ``points``).
+
+    Attributes
+    ----------
+    points, initial_points : numpy.ndarray, shape (N, k)
+        Read-only float64.
+    d, k, seed, version : int
+    params : FrozenParams
+        Read-only.
+    train_mse, heldout_mse, design_seconds : float
+    structure : CodebookStructure or None
+    content_hash : str
+        Hex SHA-256 of the points, initial points, structure and defining fields. For the
+        shells family exactly the hash of the format before families (same bits); for the
+        other families the family name and its fields are hashed too.
+
+    Raises
+    ------
+    ValueError
+        On any invalid field, a structure inconsistent with the points, or a hash mismatch.
     """
 
     points: np.ndarray
     d: int
     k: int
     seed: int
-    n_shells: int
-    shell_radii: np.ndarray
-    shell_index: np.ndarray
-    directions: str
-    params: dict[str, Any]
+    params: FrozenParams
     train_mse: float
     heldout_mse: float
     design_seconds: float
     initial_points: np.ndarray
-    content_hash: str = ""
-    version: int = CODEBOOK_VERSION
+    content_hash: str
+    version: int
+    structure: CodebookStructure | None
 
-    def __post_init__(self) -> None:
-        d, k = check_dim_block(self.d, self.k)
+    def __init__(
+        self,
+        points: object,
+        d: int,
+        k: int,
+        seed: int,
+        n_shells: int | None = None,
+        shell_radii: object = None,
+        shell_index: object = None,
+        directions: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        train_mse: float | None = None,
+        heldout_mse: float | None = None,
+        design_seconds: float | None = None,
+        initial_points: object = None,
+        content_hash: str = "",
+        version: int = CODEBOOK_VERSION,
+        *,
+        family: str | None = None,
+        structure: CodebookStructure | None = None,
+    ) -> None:
+        d, k = check_dim_block(d, k)
         if d % k:
             raise ValueError(f"block size k={k} must divide d={d}")
-        points = _readonly(self.points, np.float64)
+        points = readonly_array(points, np.float64)
         if points.ndim != 2 or points.shape[1] != k or points.shape[0] < 2:
             raise ValueError(f"points must have shape (N, {k}) with N >= 2, got {points.shape}")
         if not np.isfinite(points).all():
             raise ValueError("points contain NaN or Inf")
-        init = _readonly(self.initial_points, np.float64)
+        init = readonly_array(initial_points, np.float64)
         if init.shape != points.shape:
             raise ValueError(f"initial_points must have shape {points.shape}, got {init.shape}")
-        s = check_int(self.n_shells, "n_shells", minimum=1)
-        radii = _readonly(self.shell_radii, np.float64)
-        if radii.shape != (s,) or (s > 1 and not np.all(np.diff(radii) > 0)):
-            raise ValueError(f"shell_radii must be {s} increasing radii, got {radii}")
-        labels = np.asarray(self.shell_index)
-        if labels.shape != (points.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"shell_index must be integers of shape ({points.shape[0]},), got {labels.shape}")
-        if labels.size and (labels.min() < 0 or labels.max() >= s):
-            raise ValueError(f"shell_index must lie in [0, {s})")
-        labels = _readonly(labels, np.int64)
-        for name, value in (("train_mse", self.train_mse), ("heldout_mse", self.heldout_mse)):
+        legacy = (n_shells, shell_radii, shell_index, directions)
+        if any(v is not None for v in legacy):
+            if structure is not None:
+                raise ValueError(f"pass either structure or the shell fields {_SHELL_FIELDS}, not both")
+            structure = ShellStructure(*legacy)
+        if structure is not None and not isinstance(structure, CodebookStructure):
+            raise ValueError(f"structure must be a CodebookStructure or None, got {type(structure).__name__}")
+        actual = structure.family if structure is not None else POINTS_FAMILY
+        if family is not None and family != actual:
+            raise ValueError(f"family {family!r} does not match the structure's family {actual!r}")
+        if structure is not None:
+            structure.check_points(points)
+        for name, value in (("train_mse", train_mse), ("heldout_mse", heldout_mse)):
             if not (isinstance(value, (float, int, np.floating)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not isinstance(self.params, Mapping):
-            raise ValueError(f"params must be a mapping, got {type(self.params).__name__}")
-        params = _freeze(json.loads(_canonical_json(dict(self.params))))
-        seconds = self.design_seconds
+        if not isinstance(params, Mapping):
+            raise ValueError(f"params must be a mapping, got {type(params).__name__}")
+        frozen = _freeze(json.loads(_canonical_json(dict(params))))
+        seconds = design_seconds
         if not (isinstance(seconds, (float, int, np.floating, np.integer)) and not isinstance(seconds, bool)
                 and math.isfinite(seconds) and seconds >= 0):
             raise ValueError(f"design_seconds must be a finite number >= 0, got {seconds!r}")
-        if not isinstance(self.directions, str):
-            raise ValueError(f"directions must be a string, got {self.directions!r}")
-        if not isinstance(self.content_hash, str):
-            raise ValueError(f"content_hash must be a hex string, got {self.content_hash!r}")
+        if not isinstance(content_hash, str):
+            raise ValueError(f"content_hash must be a hex string, got {content_hash!r}")
         set_ = object.__setattr__
+        set_(self, "points", points)
         set_(self, "d", d)
         set_(self, "k", k)
-        set_(self, "seed", check_int(self.seed, "seed", minimum=0))
-        set_(self, "n_shells", s)
-        set_(self, "points", points)
+        set_(self, "seed", check_int(seed, "seed", minimum=0))
+        set_(self, "structure", structure)
+        set_(self, "params", frozen)
+        set_(self, "train_mse", float(train_mse))  # type: ignore[arg-type]
+        set_(self, "heldout_mse", float(heldout_mse))  # type: ignore[arg-type]
+        set_(self, "design_seconds", float(seconds))  # type: ignore[arg-type]
         set_(self, "initial_points", init)
-        set_(self, "shell_radii", radii)
-        set_(self, "shell_index", labels)
-        set_(self, "params", params)
-        set_(self, "train_mse", float(self.train_mse))
-        set_(self, "heldout_mse", float(self.heldout_mse))
-        set_(self, "design_seconds", float(seconds))
-        set_(self, "version", check_int(self.version, "version", minimum=1))
+        set_(self, "version", check_int(version, "version", minimum=1))
         digest = self._compute_hash()
-        if self.content_hash and self.content_hash != digest:
+        if content_hash and content_hash != digest:
             raise ValueError(
-                f"codebook content hash mismatch (stored {self.content_hash[:16]}..., "
+                f"codebook content hash mismatch (stored {content_hash[:16]}..., "
                 f"computed {digest[:16]}...): the data are corrupt or were modified"
             )
         set_(self, "content_hash", digest)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}: a Codebook is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}: a Codebook is read-only")
+
+    # ----------------------------------------------------------------- structure view
+    @property
+    def family(self) -> str:
+        """Name of the codebook family (``"shells"``, ``"d4"``, ... or ``"points"`` without a structure)."""
+        return self.structure.family if self.structure is not None else POINTS_FAMILY
+
+    def _shell_view(self, name: str) -> Any:
+        if self.structure is None:
+            raise AttributeError(f"this codebook (family {POINTS_FAMILY!r}) has no structure, so no {name}")
+        return getattr(self.structure, name)
+
+    @property
+    def n_shells(self) -> int:
+        """Number of radius shells :math:`S` (shell-structured families)."""
+        return self._shell_view("n_shells")
+
+    @property
+    def shell_radii(self) -> np.ndarray:
+        """Radii of the shells, shape ``(S,)``, increasing: the Beta-quantile radii."""
+        return self._shell_view("shell_radii")
+
+    @property
+    def shell_index(self) -> np.ndarray:
+        """Shell of every codeword, shape ``(N,)``, int64 (for the shells design, the shell it was initialised on)."""
+        return self._shell_view("shell_index")
+
+    @property
+    def directions(self) -> str:
+        """Direction family of the initial codebook (shells) or the family's direction set (``"e8-roots"``, ...)."""
+        return self._shell_view("directions")
+
     # ----------------------------------------------------------------- identity
     def _defining(self) -> dict[str, Any]:
-        return {
+        """The hashed scalar fields; for the shells family exactly the fields of the format before families."""
+        fields: dict[str, Any] = {
             "d": self.d,
             "k": self.k,
             "n_codewords": self.n_codewords,
             "seed": self.seed,
-            "n_shells": self.n_shells,
-            "directions": self.directions,
             "params": self.params,
             "train_mse": self.train_mse,
             "heldout_mse": self.heldout_mse,
             "version": self.version,
         }
+        extra = self.structure.meta() if self.structure is not None else {}
+        clash = set(extra) & (set(fields) | {"family", "design_seconds", "content_hash"})
+        if clash:
+            raise ValueError(f"structure fields {sorted(clash)} clash with the codebook's own fields")
+        fields.update(extra)
+        if self.family != ShellStructure.family:
+            fields["family"] = self.family
+        return fields
+
+    def _hashed_arrays(self) -> tuple[tuple[str, np.ndarray, str], ...]:
+        own = (("points", self.points, "<f8"), ("initial_points", self.initial_points, "<f8"))
+        return own + (self.structure.arrays() if self.structure is not None else ())
 
     def _compute_hash(self) -> str:
         h = hashlib.sha256(_HASH_TAG)
         h.update(_canonical_json(self._defining()).encode())
-        for arr, dt in (
-            (self.points, "<f8"),
-            (self.initial_points, "<f8"),
-            (self.shell_radii, "<f8"),
-            (self.shell_index, "<i8"),
-        ):
+        for _, arr, dt in self._hashed_arrays():
             h.update(np.ascontiguousarray(arr, dtype=dt).tobytes())
         return h.hexdigest()
 
@@ -232,9 +317,11 @@ class Codebook:
         return hash(self.content_hash)
 
     def __repr__(self) -> str:
+        shells = f"n_shells={self.structure.n_shells}, " if (self.structure is not None and self.structure.has_shells) else ""
+        family = "" if self.family == ShellStructure.family else f"family={self.family!r}, "
         return (
-            f"Codebook(d={self.d}, k={self.k}, n_codewords={self.n_codewords}, seed={self.seed}, "
-            f"rate_bits={self.rate_bits:.4g}, n_shells={self.n_shells}, heldout_mse={self.heldout_mse:.6g}, "
+            f"Codebook({family}d={self.d}, k={self.k}, n_codewords={self.n_codewords}, seed={self.seed}, "
+            f"rate_bits={self.rate_bits:.4g}, {shells}heldout_mse={self.heldout_mse:.6g}, "
             f"hash={self.content_hash[:12]})"
         )
 
@@ -262,8 +349,11 @@ class Codebook:
         ----------
         blocks : array_like, shape (n, k)
             Blocks to quantize (finite reals).
-        method : {"exhaustive", "kdtree", "auto"}
+        method : {"exhaustive", "kdtree", "auto", "structured"}
             Search; see :func:`~fibquant_theory.codebooks.lloyd.nearest_codeword`.
+            ``"structured"`` is the family's exact closed-form decoder
+            (:meth:`CodebookStructure.search <fibquant_theory.codebooks.structure.CodebookStructure.search>`;
+            ``ValueError`` for a family without one).
 
         Returns
         -------
@@ -271,7 +361,12 @@ class Codebook:
         reconstruction : numpy.ndarray, shape (n, k)
             ``points[indices]``.
         """
-        idx, _ = nearest_codeword(blocks, self.points, method=method)
+        if method == "structured":
+            if self.structure is None:
+                raise ValueError(f"this codebook (family {POINTS_FAMILY!r}) has no exact structured decoder")
+            idx, _ = self.structure.search(self.points).search(blocks)
+        else:
+            idx, _ = nearest_codeword(blocks, self.points, method=method)
         return idx, self.points[idx]
 
     def decode(self, indices: np.ndarray) -> np.ndarray:
@@ -284,15 +379,17 @@ class Codebook:
         return self.points[idx]
 
     def summary(self) -> dict[str, Any]:
-        """Scalar facts of the codebook as a JSON-serialisable dict."""
+        """Scalar facts of the codebook as a JSON-serialisable dict (``n_shells``, ``directions``: ``None`` without shells)."""
+        shelled = (self.structure is not None and self.structure.has_shells)
         return {
+            "family": self.family,
             "d": self.d,
             "k": self.k,
             "n_codewords": self.n_codewords,
             "seed": self.seed,
             "rate_bits": self.rate_bits,
-            "n_shells": self.n_shells,
-            "directions": self.directions,
+            "n_shells": self.structure.n_shells if shelled else None,
+            "directions": self.structure.directions if shelled else None,
             "train_mse": self.train_mse,
             "heldout_mse": self.heldout_mse,
             "mse_per_coordinate": self.mse_per_coordinate,
@@ -331,14 +428,9 @@ def save_codebook(codebook: Codebook, path: str | os.PathLike[str]) -> Path:
     meta["design_seconds"] = codebook.design_seconds
     meta["content_hash"] = codebook.content_hash
     buf = io.BytesIO()
-    np.savez(
-        buf,
-        points=codebook.points,
-        initial_points=codebook.initial_points,
-        shell_radii=codebook.shell_radii,
-        shell_index=codebook.shell_index,
-        meta=np.array(_canonical_json(meta)),
-    )
+    # the shells family writes exactly the arrays of the format before families
+    arrays = {name: arr for name, arr, _ in codebook._hashed_arrays()}
+    np.savez(buf, **arrays, meta=np.array(_canonical_json(meta)))
     # O_EXCL with mode 0o666: the file gets the caller's umask, like any file it creates
     tmp = path.parent / f".tmp-{secrets.token_hex(8)}-{path.name}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -355,6 +447,10 @@ def save_codebook(codebook: Codebook, path: str | os.PathLike[str]) -> Path:
 def load_codebook(path: str | os.PathLike[str]) -> Codebook:
     """Read a codebook written by :func:`save_codebook` and verify its content hash.
 
+    A file without a ``family`` field is a shells design (every file written before
+    families); other families are read through
+    :data:`~fibquant_theory.codebooks.families.FAMILIES`.
+
     Parameters
     ----------
     path : str or os.PathLike
@@ -370,20 +466,25 @@ def load_codebook(path: str | os.PathLike[str]) -> Codebook:
         If ``path`` does not exist.
     ValueError
         If the file is not a readable codebook (any failure to parse it), has
-        another format version, lacks a content hash, or its content does not
-        match the stored hash (corrupt or modified).
+        another format version or an unknown family, lacks a content hash, or its
+        content does not match the stored hash (corrupt or modified).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no codebook file at {path}")
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {name: np.array(z[name]) for name in ("points", "initial_points", "shell_radii", "shell_index")}
             meta = json.loads(str(z["meta"]))
+            family = meta.get("family", ShellStructure.family) if isinstance(meta, dict) else None
+            kind = FAMILIES.get(family) if isinstance(family, str) else None  # None: bare points or unknown
+            names = ("points", "initial_points") + (kind.array_names() if kind is not None else ())
+            arrays = {name: np.array(z[name]) for name in names}
     except Exception as exc:  # noqa: BLE001 - any failure to parse (zipfile, zlib, npy, json, ...) means corrupt
         raise ValueError(f"{path}: not a readable FibQuant codebook file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: corrupt codebook metadata")  # noqa: TRY004 - a corrupt file, not a caller error
+    if family != POINTS_FAMILY and kind is None:
+        raise ValueError(f"{path}: unknown codebook family {family!r}; this library reads {sorted(FAMILIES)}")
     version = meta.get("version")
     if type(version) is not int or version not in READABLE_VERSIONS:
         raise ValueError(f"{path}: codebook format version {version!r}, this library reads {READABLE_VERSIONS}")
@@ -391,15 +492,12 @@ def load_codebook(path: str | os.PathLike[str]) -> Codebook:
     if not (isinstance(stored_hash, str) and len(stored_hash) == 64 and all(c in "0123456789abcdef" for c in stored_hash)):
         raise ValueError(f"{path}: corrupt codebook metadata (no valid content hash to verify: {stored_hash!r})")
     try:
+        structure = kind.from_stored(meta, arrays) if kind is not None else None
         return Codebook(
             points=arrays["points"],
             d=meta["d"],
             k=meta["k"],
             seed=meta["seed"],
-            n_shells=meta["n_shells"],
-            shell_radii=arrays["shell_radii"],
-            shell_index=arrays["shell_index"],
-            directions=meta["directions"],
             params=meta["params"],
             train_mse=meta["train_mse"],
             heldout_mse=meta["heldout_mse"],
@@ -407,6 +505,8 @@ def load_codebook(path: str | os.PathLike[str]) -> Codebook:
             initial_points=arrays["initial_points"],
             content_hash=stored_hash,
             version=version,
+            family=family,
+            structure=structure,
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: corrupt codebook metadata ({type(exc).__name__}: {exc})") from exc

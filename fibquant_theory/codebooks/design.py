@@ -21,6 +21,14 @@ block of ``k`` coordinates of a uniform unit vector of :math:`\mathbb{R}^d`
    refined on the whole training set to ``tol``;
 4. **held-out evaluation** by exhaustive (or exact k-d tree) nearest-codeword search.
 
+That is the ``"shells"`` family, the default. ``family="d4"``, ``"e8"`` or
+``"hurwitz"`` (:data:`~fibquant_theory.codebooks.families.FAMILIES`) instead
+builds a product code of Beta-quantile radii and a lattice spherical code
+(:class:`~fibquant_theory.codebooks.product.ProductStructure`): deterministic,
+no Lloyd; its ``train_mse`` and ``heldout_mse`` are measured on the same exact
+samples (same seeds, same sizes, same search) as the shells design of the same
+``(d, k, N, seed)``, so the numbers are paired and comparable.
+
 Distortions are reported per *unit vector*: ``train_mse`` and ``heldout_mse``
 are :math:`E\|u-\hat u\|^2 = (d/k)\,E\|y - Q(y)\|^2` over all ``d``
 coordinates, comparable with :attr:`ScalarQuantizer.mse
@@ -56,17 +64,25 @@ from tqdm.auto import tqdm
 from fibquant_theory._validation import check_dim_block, check_int
 from fibquant_theory.codebooks.codebook import CODEBOOK_VERSION, Codebook, _canonical_json, load_codebook, save_codebook
 from fibquant_theory.codebooks.directions import fibonacci_sunflower, resolve_direction_method
+from fibquant_theory.codebooks.families import family_structure
 from fibquant_theory.codebooks.lloyd import assignment_method, lloyd_max, nearest_codeword
+from fibquant_theory.codebooks.product import ProductStructure
 from fibquant_theory.codebooks.shells import beta_quantile_radii, shell_codebook, valid_factorisations
+from fibquant_theory.codebooks.structure import CodebookStructure
 from fibquant_theory.config import MAX_CODEWORDS
 from fibquant_theory.numerics.fixed_order import matmul_rows, row_sumsq
-from fibquant_theory.numerics.rotation import haar_orthogonal
+from fibquant_theory.theory.rotation import haar_orthogonal
 from fibquant_theory.theory.source import SphericalBeta
 
 __all__ = ["cache_dir", "cache_path", "design_codebook"]
 
 #: Keyword-only arguments of design_codebook that do not change the design.
 _NOT_DESIGN_OPTIONS = ("cache", "progress")
+#: Keyword-only arguments that choose the family; not among the shells design's options (its cache key and
+#: hash are those of the design before families).
+_FAMILY_ARGS = ("family", "lattice_shells")
+#: Options of the shells design that also apply to the structured families (the sample sizes and the search).
+_STRUCTURED_OPTIONS = ("n_train", "n_heldout", "samples_per_codeword", "assign")
 
 #: Samples that score each factorisation's initial codebook (at least 8 per codeword).
 _FACTOR_SAMPLES = 20_000
@@ -83,16 +99,28 @@ def _design_key(options: dict[str, Any]) -> str:
     return hashlib.sha256(_canonical_json(options).encode()).hexdigest()[:12]
 
 
-def cache_path(d: int, k: int, n_codewords: int, seed: int = 0, **design_options: Any) -> Path:
-    """Cache file of the design ``(d, k, n_codewords, seed)`` with the given design options.
+def cache_path(
+    d: int, k: int, n_codewords: int, seed: int = 0, *, family: str = "shells", **design_options: Any
+) -> Path:
+    """Cache file of the design ``(d, k, n_codewords, seed)`` of ``family`` with the given design options.
 
     ``design_options`` are the keyword arguments of :func:`design_codebook`
-    that change the result (defaults filled in when omitted).
+    that change the result (defaults filled in when omitted); for a structured
+    family ``lattice_shells`` too. The shells family's file names are those of the
+    design before families.
     """
-    options = _design_options(**design_options)
-    return cache_dir() / (
-        f"fibquant-d{d}-k{k}-N{n_codewords}-s{seed}-v{CODEBOOK_VERSION}-{_design_key(options)}.npz"
-    )
+    if family == "shells":
+        return _cache_file(family, d, k, n_codewords, seed, _design_options(**design_options))
+    structure = family_structure(family)
+    variant = design_options.pop("lattice_shells", None)
+    options = _structured_options(structure, d, k, n_codewords, variant, _design_options(**design_options))
+    return _cache_file(family, d, k, n_codewords, seed, options)
+
+
+def _cache_file(family: str, d: int, k: int, n_codewords: int, seed: int, options: dict[str, Any]) -> Path:
+    """The cache file of a design with resolved ``options`` (no family part in a shells design's name)."""
+    prefix = "fibquant" if family == "shells" else f"fibquant-{family}"
+    return cache_dir() / f"{prefix}-d{d}-k{k}-N{n_codewords}-s{seed}-v{CODEBOOK_VERSION}-{_design_key(options)}.npz"
 
 
 def _design_options(**overrides: Any) -> dict[str, Any]:
@@ -102,11 +130,31 @@ def _design_options(**overrides: Any) -> dict[str, Any]:
     can never disagree with the function.
     """
     params = inspect.signature(design_codebook).parameters
-    names = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _NOT_DESIGN_OPTIONS]
+    names = [
+        n for n, p in params.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _NOT_DESIGN_OPTIONS + _FAMILY_ARGS
+    ]
     unknown = set(overrides) - set(names)
     if unknown:
         raise TypeError(f"unknown design options {sorted(unknown)}; known: {names}")
     return {n: overrides.get(n, params[n].default) for n in names}
+
+
+def _structured_options(
+    structure: type[CodebookStructure], d: int, k: int, n_code: int, lattice_shells: int | None,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """The options of a structured family's design (``lattice_shells`` resolved); Lloyd options must be defaults."""
+    if not issubclass(structure, ProductStructure):
+        raise TypeError(f"family {structure.family!r} is not a structured family (no ProductStructure)")
+    defaults = _design_options()
+    changed = sorted(n for n in options if n not in _STRUCTURED_OPTIONS and options[n] != defaults[n])
+    if changed:
+        raise ValueError(
+            f"options {changed} apply only to family 'shells' (family {structure.family!r} is not Lloyd-designed)"
+        )
+    variant = structure.build(d, k, n_code, lattice_shells).lattice_shells
+    return {**{n: options[n] for n in _STRUCTURED_OPTIONS}, "lattice_shells": variant}
 
 
 # ------------------------------------------------------------------- design
@@ -130,6 +178,8 @@ def design_codebook(
     n_codewords: int,
     seed: int = 0,
     *,
+    family: str = "shells",
+    lattice_shells: int | None = None,
     n_train: int = 200_000,
     n_heldout: int = 100_000,
     samples_per_codeword: int = 128,
@@ -155,6 +205,18 @@ def design_codebook(
         Codebook size ``2 <= N <= 2**30``; the rate is :math:`\log_2(N)/k` bits per coordinate.
     seed : int
         Seed of the samples and of the random initialisations.
+    family : str
+        Codebook family, a key of :data:`~fibquant_theory.codebooks.families.FAMILIES`:
+        ``"shells"`` (the Lloyd-refined FibQuant design described above), or a
+        structured family ``"d4"`` (``k = 4``, ``N = 24 S`` or ``48 S``), ``"e8"``
+        (``k = 8``, ``N = 240 S``), ``"hurwitz"`` (``k = 4``, ``N = 24 S``). The
+        structured families use only ``n_train``, ``n_heldout``,
+        ``samples_per_codeword`` and ``assign``; the other options must keep their
+        defaults.
+    lattice_shells : int or None
+        Spherical code of a structured family (``"d4"``: 1 for the 24 roots, 2 for
+        the 48 vectors of the first two shells); ``None``: the first whose size
+        divides ``N``. Must be ``None`` for ``"shells"``.
     n_train : int
         Training samples; the design uses ``max(n_train, samples_per_codeword * N)``.
     n_heldout : int
@@ -187,12 +249,22 @@ def design_codebook(
     -------
     Codebook
 
+    Raises
+    ------
+    ValueError
+        On an invalid argument, an unknown family (the message lists the registry), a
+        block size the family does not support or an ``N`` it cannot make (the message
+        lists the valid ``N``).
+
     Examples
     --------
     >>> cb = design_codebook(16, 2, 8, n_train=20_000, n_heldout=20_000, cache=False)
     >>> cb.points.shape, cb.rate_bits
     ((8, 2), 1.5)
+    >>> design_codebook(64, 8, 480, family="e8", n_train=20_000, n_heldout=20_000, cache=False).n_shells
+    2
     """
+    structure = family_structure(family)
     d, k = check_dim_block(d, k)
     if d % k:
         raise ValueError(f"block size k={k} must divide the dimension d={d}")
@@ -215,19 +287,29 @@ def design_codebook(
             raise ValueError(f"{name} must be a finite number >= 0, got {options[name]}")
     if assign not in ("auto", "exhaustive", "kdtree"):
         raise ValueError(f"assign must be 'auto', 'exhaustive' or 'kdtree', got {assign!r}")
-    method = resolve_direction_method(k, directions)
+    if family == "shells":
+        if lattice_shells is not None:
+            raise ValueError(f"lattice_shells applies only to the structured families, not 'shells' (got {lattice_shells!r})")
+        method = resolve_direction_method(k, directions)
+    else:
+        options = _structured_options(structure, d, k, n_code, lattice_shells, options)
+    path = _cache_file(family, d, k, n_code, seed, options)
 
-    path = cache_path(d, k, n_code, seed, **options)
     if cache and path.exists():
         try:
             cb = load_codebook(path)
         except ValueError as exc:
             warnings.warn(f"ignoring a corrupt cached codebook, designing again: {exc}", RuntimeWarning, stacklevel=2)
         else:
-            if (cb.d, cb.k, cb.n_codewords, cb.seed) == (d, k, n_code, seed) and cb.params.get("options") == options:
+            if (cb.family, cb.d, cb.k, cb.n_codewords, cb.seed) == (family, d, k, n_code, seed) and cb.params.get(
+                "options"
+            ) == options:
                 return cb
 
-    cb = _design(d, k, n_code, seed, options, method, progress)
+    if family == "shells":
+        cb = _design(d, k, n_code, seed, options, method, progress)
+    else:
+        cb = _design_structured(structure, d, k, n_code, seed, options)
     if cache:
         try:
             save_codebook(cb, path)
@@ -249,9 +331,7 @@ def _design(
     n_train = max(options["n_train"], spc * n_code)
     n_search = min(n_train, max(options["n_search"], spc * n_code))
     assign = assignment_method(n_code, k) if options["assign"] == "auto" else options["assign"]
-    source = SphericalBeta(d, k)
-    train = source.rvs(n_train, seed=np.random.default_rng([1, seed, d, k, n_code]), method="radial")
-    heldout = source.rvs(options["n_heldout"], seed=np.random.default_rng([2, seed, d, k, n_code]), method="radial")
+    train, heldout = _design_samples(d, k, n_code, seed, n_train, options["n_heldout"])
     rng = np.random.default_rng([3, seed, d, k, n_code])
     screen = train[:n_search]
     scale = d / k
@@ -339,4 +419,44 @@ def _design(
         heldout_mse=heldout_mse,
         design_seconds=time.perf_counter() - t0,
         initial_points=init_pts,
+    )
+
+
+def _design_samples(d: int, k: int, n_code: int, seed: int, n_train: int, n_heldout: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training and held-out samples of the design ``(d, k, N, seed)`` (exact spherical-Beta, seeded)."""
+    source = SphericalBeta(d, k)
+    train = source.rvs(n_train, seed=np.random.default_rng([1, seed, d, k, n_code]), method="radial")
+    heldout = source.rvs(n_heldout, seed=np.random.default_rng([2, seed, d, k, n_code]), method="radial")
+    return train, heldout
+
+
+def _design_structured(
+    structure_type: type[CodebookStructure], d: int, k: int, n_code: int, seed: int, options: dict[str, Any]
+) -> Codebook:
+    """A structured family's codebook; its MSEs on the samples, search and sizes the shells design uses."""
+    t0 = time.perf_counter()
+    structure = structure_type.build(d, k, n_code, options["lattice_shells"])  # type: ignore[attr-defined]
+    n_train = max(options["n_train"], options["samples_per_codeword"] * n_code)
+    assign = assignment_method(n_code, k) if options["assign"] == "auto" else options["assign"]
+    train, heldout = _design_samples(d, k, n_code, seed, n_train, options["n_heldout"])
+    points = structure.points()
+    scale = d / k
+    params = {
+        "options": options,
+        "n_train_used": n_train,
+        "assign_used": assign,
+        "direction_set": structure.directions,
+        "factorisation": [structure.n_shells, n_code // structure.n_shells],
+    }
+    return Codebook(
+        points=points,
+        d=d,
+        k=k,
+        seed=seed,
+        params=params,
+        train_mse=scale * _distortion(train, points, assign),
+        heldout_mse=scale * _distortion(heldout, points, assign),
+        design_seconds=time.perf_counter() - t0,
+        initial_points=points,
+        structure=structure,
     )

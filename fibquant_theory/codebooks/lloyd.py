@@ -28,17 +28,19 @@ skips most of the work after the first iterations.
 
 Both steps are Numba kernels with an ``@njit(parallel=True)`` driver over
 fixed blocks of samples (the serial kernels run when the work is small). The
-exhaustive scan computes :math:`\|x-c\|^2` for all codewords (vectorised
-over codewords) and keeps the two smallest. The centroid update sums over a
+full search is the direct-score scan of :mod:`~fibquant_theory.search.kernel`:
+it computes :math:`\|x-c\|^2` for all codewords (vectorised over codewords)
+and keeps the two smallest. The centroid update sums over a
 fixed number of sample chunks (it depends on the sizes only, never on the
 number of threads) and adds the chunks in a fixed order, so the result is
 bit-identical for any thread count. The kernels are compiled without
 fastmath (no fused multiply-add, no reordering of sums) and every sum runs in
 a fixed order, so the results are also bit-identical on every x86-64 machine.
 Inputs whose squared distances could overflow float64 are refused with
-``ValueError``. Large codebooks (``N >= 1024`` with
-``k <= 8`` by default) use an exact :class:`scipy.spatial.cKDTree` search
-for the full searches instead.
+``ValueError``. Large codebooks (``N >= 1024`` with ``k <= 8`` by default,
+:data:`~fibquant_theory.config.KDTREE_MIN_CODEWORDS`) use an exact
+:class:`scipy.spatial.cKDTree` search for the full searches instead. The
+tunables are in the "CPU search and Lloyd" section of :mod:`fibquant_theory.config`.
 """
 
 from __future__ import annotations
@@ -50,24 +52,14 @@ from numba import njit, prange, types
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from fibquant_theory._validation import check_distance_range, check_finite_rows, check_int
+from fibquant_theory import config
+from fibquant_theory._validation import as_codebook, as_rows, check_distance_range, check_int
 from fibquant_theory.numerics.fixed_order import row_sumsq
+from fibquant_theory.search.kernel import _nearest2_direct, _squared_distance
 
 __all__ = ["LloydResult", "assignment_method", "lloyd_max", "nearest_codeword"]
 
-#: Samples per task of the parallel assignment kernel.
-_ASSIGN_BLOCK = 256
-#: Relative safety margin of the bound test against rounding.
-_BOUND_MARGIN = 1e-9
-#: Upper bound on the float64 entries of the per-chunk partial sums of the centroid kernel.
-_CENTROID_BUDGET = 1 << 22
-#: Largest number of sample chunks of the centroid kernel.
-_MAX_CHUNKS = 64
-#: Smallest codebook that uses the neighbour-list local search.
-_LOCAL_MIN_CODEWORDS = 1024
-#: Work (about one flop per unit) below which the serial kernels run (thread start-up costs more).
-_PARALLEL_MIN_WORK = 1 << 23
-
+_f8 = types.float64
 _f8_2d = types.float64[:, ::1]
 _f8_1d = types.float64[::1]
 _i8_1d = types.int64[::1]
@@ -82,57 +74,14 @@ _i8 = types.int64
 # rows [start, stop), and a parallel driver that splits the rows into blocks
 # whose boundaries depend on the sizes only; each output element is computed
 # by exactly one range call, so serial and parallel results are bit-identical.
-
-
-@njit(types.void(_f8_2d, _f8_2d, _i8_1d, _f8_1d, _f8_1d, _i8, _i8), cache=True)
-def _scan_range(x, pt, idx, dist, dist2, start, stop):  # pragma: no cover - compiled
-    """Nearest and runner-up codeword of rows ``start:stop`` of ``x`` (n, k) among the columns of ``pt`` (k, N).
-
-    Writes the index of the nearest codeword (ties to the lowest index), its
-    squared distance and the runner-up's squared distance (``inf`` when N = 1).
-    """
-    k = x.shape[1]
-    n_code = pt.shape[1]
-    scores = np.empty(n_code)
-    for i in range(start, stop):
-        for j in range(n_code):
-            scores[j] = 0.0
-        for t in range(k):
-            xt = x[i, t]
-            row = pt[t]
-            for j in range(n_code):
-                diff = xt - row[j]
-                scores[j] += diff * diff
-        best = 0
-        best_score = scores[0]
-        second = np.inf
-        for j in range(1, n_code):
-            sj = scores[j]
-            if sj < best_score:
-                second = best_score
-                best_score = sj
-                best = j
-            elif sj < second:
-                second = sj
-        idx[i] = best
-        dist[i] = best_score
-        dist2[i] = second
-
-
-@njit(types.void(_f8_2d, _f8_2d, _i8_1d, _f8_1d, _f8_1d), parallel=True, cache=True)
-def _scan_parallel(x, pt, idx, dist, dist2):  # pragma: no cover - compiled
-    """:func:`_scan_range` over all rows, blocks of ``_ASSIGN_BLOCK`` rows in parallel."""
-    n = x.shape[0]
-    n_blocks = (n + _ASSIGN_BLOCK - 1) // _ASSIGN_BLOCK
-    for b in prange(n_blocks):
-        _scan_range(x, pt, idx, dist, dist2, b * _ASSIGN_BLOCK, min(n, (b + 1) * _ASSIGN_BLOCK))
+# The full nearest-codeword scan is search.kernel's; squared distances are its _squared_distance.
 
 
 @njit(
-    _i8(_f8_2d, _f8_2d, _f8_1d, _f8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d, types.float64, types.float64, _i8, _i8, _i8),
+    _i8(_f8_2d, _f8_2d, _f8_1d, _f8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d, _f8, _f8, _i8, _f8, _i8, _i8),
     cache=True,
 )
-def _bounds_range(x, points, shift, s_half, idx, upper, lower, dist, need, max1, max2, arg1, start, stop):  # pragma: no cover
+def _bounds_range(x, points, shift, s_half, idx, upper, lower, dist, need, max1, max2, arg1, margin, start, stop):  # pragma: no cover
     """Hamerly's bound test for rows ``start:stop``; returns how many rows it flags.
 
     ``shift[j]`` is how far codeword ``j`` moved since ``upper``/``lower`` were
@@ -140,19 +89,16 @@ def _bounds_range(x, points, shift, s_half, idx, upper, lower, dist, need, max1,
     second largest); ``s_half[j]`` is half the distance from codeword ``j`` to
     its nearest other codeword. A row whose nearest codeword certainly did not
     change gets refreshed bounds and its exact squared distance in ``dist``;
-    the other rows are flagged in ``need`` for a full search.
+    the other rows are flagged in ``need`` for a full search. ``margin`` is
+    the relative safety margin of the test against rounding.
     """
-    k = x.shape[1]
     count = 0
     for i in range(start, stop):
         a = idx[i]
         u = upper[i] + shift[a]
         lo = lower[i] - (max2 if a == arg1 else max1)
-        z = max(lo, s_half[a]) * (1.0 - _BOUND_MARGIN)
-        s = 0.0
-        for t in range(k):
-            diff = x[i, t] - points[a, t]
-            s += diff * diff
+        z = max(lo, s_half[a]) * (1.0 - margin)
+        s = _squared_distance(x, i, points, a)
         flag = False
         if u > z:
             u = np.sqrt(s)
@@ -167,19 +113,19 @@ def _bounds_range(x, points, shift, s_half, idx, upper, lower, dist, need, max1,
 
 
 @njit(
-    _i8(_f8_2d, _f8_2d, _f8_1d, _f8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d, types.float64, types.float64, _i8),
+    _i8(_f8_2d, _f8_2d, _f8_1d, _f8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d, _f8, _f8, _i8, _f8, _i8),
     parallel=True,
     cache=True,
 )
-def _bounds_parallel(x, points, shift, s_half, idx, upper, lower, dist, need, max1, max2, arg1):  # pragma: no cover
-    """:func:`_bounds_range` over all rows, blocks in parallel; returns the number flagged."""
+def _bounds_parallel(x, points, shift, s_half, idx, upper, lower, dist, need, max1, max2, arg1, margin, block):  # pragma: no cover
+    """:func:`_bounds_range` over all rows, ``block`` rows per parallel task; returns the number flagged."""
     n = x.shape[0]
-    n_blocks = (n + _ASSIGN_BLOCK - 1) // _ASSIGN_BLOCK
+    n_blocks = (n + block - 1) // block
     total = 0
     for b in prange(n_blocks):
         total += _bounds_range(
-            x, points, shift, s_half, idx, upper, lower, dist, need, max1, max2, arg1,
-            b * _ASSIGN_BLOCK, min(n, (b + 1) * _ASSIGN_BLOCK),
+            x, points, shift, s_half, idx, upper, lower, dist, need, max1, max2, arg1, margin,
+            b * block, min(n, (b + 1) * block),
         )
     return total
 
@@ -232,10 +178,10 @@ def _reduce_chunks(sums, counts, total, total_counts):  # pragma: no cover - com
 
 
 @njit(
-    _i8(_f8_2d, _f8_2d, _i8_2d, _f8_1d, _i8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d, _i8, _i8),
+    _i8(_f8_2d, _f8_2d, _i8_2d, _f8_1d, _i8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d, _f8, _i8, _i8),
     cache=True,
 )
-def _local_range(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, start, stop):  # pragma: no cover
+def _local_range(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, margin, start, stop):  # pragma: no cover
     """Exact search among the listed neighbours of the current codeword, for samples ``sub[start:stop]``.
 
     ``nbr[a]`` lists the codewords nearest to codeword ``a`` and every other
@@ -243,18 +189,14 @@ def _local_range(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, 
     from a sample at distance ``u`` of ``a``. When the best listed codeword is
     within that radius it is the nearest of all; the runner-up bound is
     ``min(second listed, reach[a] - u)``. Otherwise ``fallback[p]`` is set.
-    Returns the number of fallbacks.
+    Returns the number of fallbacks (``margin``: as in :func:`_bounds_range`).
     """
-    k = x.shape[1]
     n_list = nbr.shape[1]
     count = 0
     for p in range(start, stop):
         i = sub[p]
         a = idx[i]
-        s_a = 0.0
-        for t in range(k):
-            diff = x[i, t] - points[a, t]
-            s_a += diff * diff
+        s_a = _squared_distance(x, i, points, a)
         best = a
         best_s = s_a
         second = np.inf
@@ -262,10 +204,7 @@ def _local_range(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, 
             j = nbr[a, q]
             if j == a:
                 continue
-            s = 0.0
-            for t in range(k):
-                diff = x[i, t] - points[j, t]
-                s += diff * diff
+            s = _squared_distance(x, i, points, j)
             if s < best_s or (s == best_s and j < best):
                 second = best_s
                 best_s = s
@@ -274,7 +213,7 @@ def _local_range(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, 
                 second = s
         bound = reach[a] - np.sqrt(s_a)
         d_best = np.sqrt(best_s)
-        if d_best <= bound * (1.0 - _BOUND_MARGIN):
+        if d_best <= bound * (1.0 - margin):
             idx[i] = best
             dist[i] = best_s
             upper[i] = d_best
@@ -287,73 +226,41 @@ def _local_range(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, 
 
 
 @njit(
-    _i8(_f8_2d, _f8_2d, _i8_2d, _f8_1d, _i8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d),
+    _i8(_f8_2d, _f8_2d, _i8_2d, _f8_1d, _i8_1d, _i8_1d, _f8_1d, _f8_1d, _f8_1d, _b1_1d, _f8, _i8),
     parallel=True,
     cache=True,
 )
-def _local_parallel(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback):  # pragma: no cover
-    """:func:`_local_range` over all of ``sub``, blocks in parallel; returns the number of fallbacks."""
+def _local_parallel(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, margin, block):  # pragma: no cover
+    """:func:`_local_range` over all of ``sub``, ``block`` samples per parallel task; returns the number of fallbacks."""
     m = sub.shape[0]
-    n_blocks = (m + _ASSIGN_BLOCK - 1) // _ASSIGN_BLOCK
+    n_blocks = (m + block - 1) // block
     total = 0
     for b in prange(n_blocks):
         total += _local_range(
-            x, points, nbr, reach, sub, idx, upper, lower, dist, fallback,
-            b * _ASSIGN_BLOCK, min(m, (b + 1) * _ASSIGN_BLOCK),
+            x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, margin,
+            b * block, min(m, (b + 1) * block),
         )
     return total
 
 
 def _parallel(work: int) -> bool:
-    """Use the parallel driver when a kernel has at least ``_PARALLEL_MIN_WORK`` flops to do."""
-    return work >= _PARALLEL_MIN_WORK
-
-
-def _as_points(a: object, name: str, k: int | None = None) -> np.ndarray:
-    arr = np.asarray(a)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must have shape (n, k), got {arr.shape}")
-    if k is not None and arr.shape[1] != k:
-        raise ValueError(f"{name} must have shape (n, {k}), got {arr.shape}")
-    if arr.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one column, got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not arr.flags.writeable:  # the kernels take writeable arrays; read-only input is copied
-        arr = arr.copy()
-    if arr.size:
-        check_finite_rows(arr, name)
-    return arr
+    """Use the parallel driver when a kernel has at least ``PARALLEL_MIN_WORK`` flops to do."""
+    return work >= config.PARALLEL_MIN_WORK
 
 
 def assignment_method(n_codewords: int, k: int) -> str:
     """The assignment search :func:`lloyd_max` uses with ``assign="auto"``.
 
     ``"kdtree"`` (exact :class:`scipy.spatial.cKDTree` search) for
-    ``n_codewords >= 1024`` and ``k <= 8``, where it beats the exhaustive
-    scan; ``"exhaustive"`` (the Numba kernel) otherwise.
+    ``n_codewords >= 1024`` and ``k <= 8`` (``KDTREE_MIN_CODEWORDS`` and
+    ``KDTREE_MAX_BLOCK`` of :mod:`fibquant_theory.config`), where it beats the
+    exhaustive scan; ``"exhaustive"`` (the Numba kernel) otherwise.
     """
-    return "kdtree" if (n_codewords >= 1024 and k <= 8) else "exhaustive"
-
-
-def _nearest2_exhaustive(x: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest index, its squared distance and the runner-up's squared distance (Numba scan)."""
-    n = x.shape[0]
-    idx = np.empty(n, dtype=np.int64)
-    dist = np.empty(n)
-    dist2 = np.empty(n)
-    if n:
-        pt = np.ascontiguousarray(points.T)
-        if _parallel(3 * n * points.shape[0] * points.shape[1]) and n > _ASSIGN_BLOCK:
-            _scan_parallel(x, pt, idx, dist, dist2)
-        else:
-            _scan_range(x, pt, idx, dist, dist2, 0, n)
-    return idx, dist, dist2
+    return "kdtree" if (n_codewords >= config.KDTREE_MIN_CODEWORDS and k <= config.KDTREE_MAX_BLOCK) else "exhaustive"
 
 
 def _nearest2_kdtree(x: np.ndarray, points: np.ndarray, tree: cKDTree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """As :func:`_nearest2_exhaustive` with an exact k-d tree query (distances recomputed exactly)."""
+    """Nearest index, its squared distance and the runner-up's, by an exact k-d tree query (distances recomputed)."""
     n = x.shape[0]
     if n == 0:
         return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
@@ -381,7 +288,8 @@ def nearest_codeword(
         Codebook, ``N >= 1``.
     method : {"exhaustive", "kdtree", "auto"}
         ``"exhaustive"`` scans all ``N`` codewords with the parallel Numba
-        kernel (ties go to the lowest index); ``"kdtree"`` uses an exact
+        kernel of :mod:`~fibquant_theory.search.kernel` (direct score, ties go
+        to the lowest index); ``"kdtree"`` uses an exact
         :class:`scipy.spatial.cKDTree` query (ties may resolve differently);
         ``"auto"`` picks by :func:`assignment_method`.
 
@@ -400,15 +308,13 @@ def nearest_codeword(
     >>> idx.tolist(), np.round(d2, 3).tolist()
     ([1, 0], [0.02, 0.04])
     """
-    pts = _as_points(points, "points")
-    if pts.shape[0] < 1:
-        raise ValueError("points must hold at least one codeword")
-    x = _as_points(blocks, "blocks", pts.shape[1])
+    pts = as_codebook(points, "points")
+    x = as_rows(blocks, "blocks", k=pts.shape[1])
     check_distance_range(x, pts, "blocks")
     if method == "auto":
         method = assignment_method(pts.shape[0], pts.shape[1])
     if method == "exhaustive":
-        idx, dist, _ = _nearest2_exhaustive(x, pts)
+        idx, dist, _ = _nearest2_direct(x, pts)
         return idx, dist
     if method == "kdtree":
         idx, dist, _ = _nearest2_kdtree(x, pts, cKDTree(pts))
@@ -417,15 +323,15 @@ def nearest_codeword(
 
 
 def _n_neighbours(n_code: int, k: int) -> int:
-    """Listed neighbours per codeword for the local search; 0 (no local search) below 1024 codewords.
+    """Listed neighbours per codeword for the local search; 0 (no local search) below ``LOCAL_MIN_CODEWORDS``.
 
     Small codebooks are scanned faster in full (the scan is vectorised over
     codewords). Measured on 200k spherical-Beta samples at d = 64, N = 4096:
     32 neighbours cut the Lloyd CPU time 2.4x at k = 4, 128 neighbours 1.5x at k = 8.
     """
-    if n_code < _LOCAL_MIN_CODEWORDS:
+    if n_code < config.LOCAL_MIN_CODEWORDS:
         return 0
-    return int(min(n_code - 1, 512, 8 * 2 ** (k / 2)))
+    return int(min(n_code - 1, config.LOCAL_MAX_NEIGHBOURS, 8 * 2 ** (k / 2)))
 
 
 def _neighbour_graph(points: np.ndarray, n_list: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -446,35 +352,22 @@ def _neighbour_graph(points: np.ndarray, n_list: int) -> tuple[np.ndarray, np.nd
 
 
 def _local_search(
-    x: np.ndarray,
-    points: np.ndarray,
-    nbr: np.ndarray,
-    reach: np.ndarray,
-    sub: np.ndarray,
-    idx: np.ndarray,
-    upper: np.ndarray,
-    lower: np.ndarray,
-    dist: np.ndarray,
+    x: np.ndarray, points: np.ndarray, nbr: np.ndarray, reach: np.ndarray, sub: np.ndarray,
+    idx: np.ndarray, upper: np.ndarray, lower: np.ndarray, dist: np.ndarray,
 ) -> np.ndarray:
     """Run :func:`_local_range` on the samples ``sub``; returns the samples that need a full search."""
     fallback = np.empty(sub.size, dtype=np.bool_)
-    if _parallel(3 * sub.size * nbr.shape[1] * x.shape[1]) and sub.size > _ASSIGN_BLOCK:
-        _local_parallel(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback)
+    args = (x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, config.BOUND_MARGIN)
+    if _parallel(3 * sub.size * nbr.shape[1] * x.shape[1]) and sub.size > config.ASSIGN_BLOCK:
+        _local_parallel(*args, config.ASSIGN_BLOCK)
     else:
-        _local_range(x, points, nbr, reach, sub, idx, upper, lower, dist, fallback, 0, sub.size)
+        _local_range(*args, 0, sub.size)
     return sub[fallback]
 
 
 def _bounds(
-    x: np.ndarray,
-    points: np.ndarray,
-    shift: np.ndarray,
-    s_half: np.ndarray,
-    idx: np.ndarray,
-    upper: np.ndarray,
-    lower: np.ndarray,
-    dist: np.ndarray,
-    need: np.ndarray,
+    x: np.ndarray, points: np.ndarray, shift: np.ndarray, s_half: np.ndarray, idx: np.ndarray,
+    upper: np.ndarray, lower: np.ndarray, dist: np.ndarray, need: np.ndarray,
 ) -> int:
     """Hamerly's test for every sample (see :func:`_bounds_range`); returns the number flagged."""
     order = np.argsort(-shift, kind="stable")
@@ -482,15 +375,16 @@ def _bounds(
     arg1 = int(order[0])
     max2 = float(shift[order[1]]) if shift.size > 1 else 0.0
     n, k = x.shape
-    if _parallel(4 * n * k) and n > _ASSIGN_BLOCK:
-        return int(_bounds_parallel(x, points, shift, s_half, idx, upper, lower, dist, need, max1, max2, arg1))
-    return int(_bounds_range(x, points, shift, s_half, idx, upper, lower, dist, need, max1, max2, arg1, 0, n))
+    args = (x, points, shift, s_half, idx, upper, lower, dist, need, max1, max2, arg1, config.BOUND_MARGIN)
+    if _parallel(4 * n * k) and n > config.ASSIGN_BLOCK:
+        return int(_bounds_parallel(*args, config.ASSIGN_BLOCK))
+    return int(_bounds_range(*args, 0, n))
 
 
 def _n_chunks(n: int, n_code: int, k: int) -> int:
     """Number of sample chunks of the centroid kernel: a function of the sizes only."""
-    by_memory = max(1, _CENTROID_BUDGET // max(1, n_code * k))
-    return int(max(1, min(_MAX_CHUNKS, by_memory, n)))
+    by_memory = max(1, config.CENTROID_BUDGET // max(1, n_code * k))
+    return int(max(1, min(config.MAX_CENTROID_CHUNKS, by_memory, n)))
 
 
 def _cell_sums(x: np.ndarray, idx: np.ndarray, dist: np.ndarray, n_code: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -602,11 +496,9 @@ def lloyd_max(
     >>> np.round(np.sort(res.points[:, 0]), 1).tolist()
     [-1.0, 1.0]
     """
-    pts = _as_points(initial_points, "initial_points").copy()
+    pts = as_codebook(initial_points, "initial_points").copy()
     n_code, k = pts.shape
-    if n_code < 1:
-        raise ValueError("initial_points must hold at least one codeword")
-    x = _as_points(samples, "samples", k)
+    x = as_rows(samples, "samples", k=k)
     if x.shape[0] < n_code:
         raise ValueError(f"need at least as many samples as codewords, got {x.shape[0]} < {n_code}")
     check_distance_range(x, pts, "samples")
@@ -650,7 +542,7 @@ def lloyd_max(
             if sub.size:
                 xs = np.ascontiguousarray(x[sub])
                 if assign == "exhaustive":
-                    i_s, d_s, d2_s = _nearest2_exhaustive(xs, pts)
+                    i_s, d_s, d2_s = _nearest2_direct(xs, pts)
                 else:
                     i_s, d_s, d2_s = _nearest2_kdtree(xs, pts, cKDTree(pts))
                 idx[sub] = i_s

@@ -16,11 +16,15 @@ are computed from the codes, either through per-block lookup tables
 :math:`L_{b,n} = \langle(\Pi q)_b, c_n\rangle` (one table per query, shape
 ``(m, N)``) or by gathering the ``m`` codewords; :math:`\hat x` is never formed.
 
+The codes are :class:`~fibquant_theory.codecs.fibquant_codes.FibQuantCodes` and
+the norm headers :mod:`fibquant_theory.codecs.norms` (both names are re-exported
+here); :func:`make_fibquant` is the factory of the registry's ``"fibquant"``.
+
 Example
 -------
 >>> import numpy as np
 >>> from fibquant_theory.codecs.fibquant import FibQuantCodec
->>> from fibquant_theory.codebooks.codebook import design_codebook  # doctest: +SKIP
+>>> from fibquant_theory.codebooks.design import design_codebook  # doctest: +SKIP
 >>> codec = FibQuantCodec(design_codebook(64, 32, 128), seed=0)  # doctest: +SKIP
 >>> codec.bits_per_vector, round(codec.compression_ratio, 2)  # doctest: +SKIP
 (30, 34.13)
@@ -29,22 +33,21 @@ Example
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import re
-import struct
-import zlib
-from dataclasses import dataclass, field
-from typing import Any
+import numbers
+from typing import Any, ClassVar
 
 import numpy as np
 from numba import njit
 
 from fibquant_theory._validation import as_vectors, check_int
-from fibquant_theory.search.encoders import ENCODERS, NearestCodewordSearch, make_search
-from fibquant_theory.numerics.fixed_order import matmul_rows, row_norms
+from fibquant_theory.codecs.base import RateAccounting, check_same_codec, flat_index, take_positions
+from fibquant_theory.codecs.fibquant_codes import CODEBOOK_HASH, FibQuantCodes
+from fibquant_theory.codecs.norms import NORM_DTYPES, check_norm_dtype, decode_norms, encode_norms
 from fibquant_theory.codecs.packing import PACKING_MODES, RecordLayout
-from fibquant_theory.numerics.rotation import ROTATION_KINDS, Rotation, make_rotation
+from fibquant_theory.numerics.fixed_order import matmul_rows, row_norms
+from fibquant_theory.search.encoders import ENCODERS, NearestCodewordSearch, make_search
+from fibquant_theory.theory.rotation import ROTATION_KINDS, Rotation, make_rotation
 
 __all__ = [
     "NORM_DTYPES",
@@ -52,107 +55,8 @@ __all__ = [
     "FibQuantCodes",
     "decode_norms",
     "encode_norms",
+    "make_fibquant",
 ]
-
-#: Norm-header formats and their width in bits.
-NORM_DTYPES: dict[str, int] = {"float16": 16, "bfloat16": 16, "float32": 32}
-#: Smallest normal number of every header format: smaller non-zero norms are refused, like overflowing ones.
-_SMALLEST_NORMAL = {"float16": 2.0**-14, "bfloat16": 2.0**-126, "float32": 2.0**-126}
-
-_MAGIC = b"FQCODES2"
-_OLD_MAGIC = b"FQCODES1"
-#: Header fields of the serialised codes, in the order they are checked.
-_HEADER_FIELDS = ("shape", "d", "k", "n_codewords", "norm_dtype", "packing", "rotation", "seed", "codebook_hash")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-# ----------------------------------------------------------------------------- norm header
-def encode_norms(norms: object, norm_dtype: str = "float16") -> np.ndarray:
-    """Round non-negative norms to ``norm_dtype`` and return their bit patterns.
-
-    Parameters
-    ----------
-    norms : array_like
-        Norms, shape ``(n,)``, finite and ``>= 0``.
-    norm_dtype : {"float16", "bfloat16", "float32"}
-        Header format. ``float16``/``float32`` round to nearest even from
-        float64; ``bfloat16`` rounds the float32 value to nearest even.
-
-    Returns
-    -------
-    numpy.ndarray
-        Bit patterns, shape ``(n,)``, int64 in ``[0, 2**bits)``.
-
-    Raises
-    ------
-    ValueError
-        A norm that is negative, not finite, overflows the format, or is
-        non-zero but below the format's smallest normal number (where it would
-        keep only a few bits, or round to 0). The message names the first such
-        row and suggests ``float32``. Exact zeros are stored exactly.
-    """
-    if norm_dtype not in NORM_DTYPES:
-        raise ValueError(f"norm_dtype must be one of {sorted(NORM_DTYPES)}, got {norm_dtype!r}")
-    v = np.asarray(norms, dtype=np.float64)
-    if v.ndim != 1:
-        raise ValueError(f"norms must have shape (n,), got {v.shape}")
-    bad = ~np.isfinite(v) | (v < 0)
-    if bad.any():
-        raise ValueError(f"norms must be finite and >= 0 (first bad row {int(np.flatnonzero(bad)[0])})")
-    with np.errstate(over="ignore"):
-        if norm_dtype == "float16":
-            r = v.astype(np.float16)
-            bits = r.view(np.uint16).astype(np.int64)
-        else:
-            r = v.astype(np.float32)
-            u = r.view(np.uint32).astype(np.int64)
-            if norm_dtype == "bfloat16":
-                u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
-                r = (u << 16).astype(np.uint32).view(np.float32)
-            bits = u
-    over = ~np.isfinite(r)
-    if over.any():
-        i = int(np.flatnonzero(over)[0])
-        hint = "use norm_dtype='float32'" if norm_dtype != "float32" else "rescale the data"
-        raise ValueError(f"the norm of row {i} ({v[i]:.6g}) overflows the {norm_dtype} norm header; {hint}")
-    under = (v > 0) & (v < _SMALLEST_NORMAL[norm_dtype])
-    if under.any():
-        i = int(np.flatnonzero(under)[0])
-        hint = "use norm_dtype='float32'" if norm_dtype == "float16" else "rescale the data"
-        raise ValueError(
-            f"the norm of row {i} ({v[i]:.6g}) is below the smallest normal {norm_dtype} "
-            f"({_SMALLEST_NORMAL[norm_dtype]:.3g}) and would lose its precision in the norm header; {hint}"
-        )
-    return bits
-
-
-def _header_values(bits: np.ndarray, norm_dtype: str) -> np.ndarray:
-    b = np.asarray(bits, dtype=np.int64)
-    if norm_dtype == "float16":
-        return b.astype(np.uint16).view(np.float16).astype(np.float64)
-    if norm_dtype == "bfloat16":
-        return (b << 16).astype(np.uint32).view(np.float32).astype(np.float64)
-    return b.astype(np.uint32).view(np.float32).astype(np.float64)
-
-
-def decode_norms(bits: object, norm_dtype: str = "float16", first_record: int = 0) -> np.ndarray:
-    """Norms from header bit patterns (inverse of :func:`encode_norms`), shape ``(n,)`` float64.
-
-    Raises ``ValueError`` naming the first record (numbered from
-    ``first_record``) whose header is not a finite, non-negative number
-    (corrupt data).
-    """
-    if norm_dtype not in NORM_DTYPES:
-        raise ValueError(f"norm_dtype must be one of {sorted(NORM_DTYPES)}, got {norm_dtype!r}")
-    v = _header_values(np.asarray(bits), norm_dtype)
-    bad = ~np.isfinite(v) | np.signbit(v)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"packed data is corrupt: record {first_record + i} has norm header {float(v[i])!r} (not a finite number >= 0)"
-        )
-    return v
-
 
 # ----------------------------------------------------------------------------- kernels
 @njit("void(int64[:, ::1], float64[::1], float64[:, ::1], float64[:, ::1])", cache=True, nogil=True)
@@ -205,201 +109,17 @@ def _ip_lut(lut, qrow, crow, idx, norms, out):  # pragma: no cover - compiled
         out[o] = norms[c] * acc
 
 
-# ----------------------------------------------------------------------------- codes
-def _shape_tuple(shape: object) -> tuple[int, ...]:
-    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
-        raise ValueError(f"codes shape must be a tuple of integers, got {shape!r}")
-    try:
-        out = tuple(check_int(s, "codes shape entry", minimum=0) for s in shape)  # type: ignore[union-attr]
-    except TypeError as exc:
-        raise ValueError(f"codes shape must be a tuple of integers, got {shape!r}") from exc
-    return out
-
-
-@dataclass(frozen=True, eq=False)
-class FibQuantCodes:
-    """Packed codes of :class:`FibQuantCodec` (one fixed-length record per vector).
-
-    Attributes
-    ----------
-    payload : numpy.ndarray
-        The record stream, 1-D uint8, ``ceil(n * bits_per_vector / 8)`` bytes
-        for ``n = prod(shape)`` vectors; record ``i`` (row-major over
-        ``shape``) starts at bit ``i * bits_per_vector``.
-    shape : tuple of int
-        Leading shape of the encoded array (``x.shape[:-1]``).
-    d, k, n_codewords : int
-        Dimension, block size and codebook size.
-    norm_dtype : str
-        Norm-header format (a key of :data:`NORM_DTYPES`).
-    packing : str
-        ``"fixed"`` or ``"mixed-radix"``.
-    rotation : str
-        Rotation kind the codes were made with.
-    seed : int
-        Rotation seed the codes were made with.
-    codebook_hash : str
-        Content hash of the codebook the codes were made with.
-    """
-
-    payload: np.ndarray
-    shape: tuple[int, ...]
-    d: int
-    k: int
-    n_codewords: int
-    norm_dtype: str
-    packing: str
-    rotation: str
-    seed: int
-    codebook_hash: str
-    layout: RecordLayout = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", _shape_tuple(self.shape))
-        d = check_int(self.d, "d", minimum=1)
-        k = check_int(self.k, "k", minimum=1)
-        if d % k:
-            raise ValueError(f"d={d} is not divisible by the block size k={k}")
-        if not isinstance(self.norm_dtype, str) or self.norm_dtype not in NORM_DTYPES:
-            raise ValueError(f"norm_dtype must be one of {sorted(NORM_DTYPES)}, got {self.norm_dtype!r}")
-        if not isinstance(self.rotation, str) or self.rotation not in ROTATION_KINDS:
-            raise ValueError(f"rotation must be one of {ROTATION_KINDS}, got {self.rotation!r}")
-        if not isinstance(self.packing, str):
-            raise ValueError(f"packing must be a string, got {self.packing!r}")
-        if not isinstance(self.codebook_hash, str) or not self.codebook_hash:
-            raise ValueError(f"codebook_hash must be a non-empty string, got {self.codebook_hash!r}")
-        for name, value in (("d", d), ("k", k), ("seed", check_int(self.seed, "seed", minimum=0))):
-            object.__setattr__(self, name, value)
-        layout = RecordLayout(self.n_codewords, d // k, NORM_DTYPES[self.norm_dtype], self.packing)
-        payload = np.asarray(self.payload)
-        if payload.dtype != np.uint8 or payload.ndim != 1:
-            raise ValueError(f"payload must be a 1-D uint8 array, got {payload.dtype} {payload.shape}")
-        expected = layout.nbytes(self.n_vectors)
-        if payload.size != expected:
-            kind = "truncated" if payload.size < expected else "too long"
-            raise ValueError(
-                f"packed data is {kind}: {self.n_vectors} vectors of {layout.record_bits} bits need "
-                f"{expected} bytes, got {payload.size}"
-            )
-        object.__setattr__(self, "layout", layout)
-
-    @property
-    def n_vectors(self) -> int:
-        """Number of encoded vectors, ``prod(shape)``."""
-        return math.prod(self.shape)
-
-    @property
-    def bits_per_vector(self) -> int:
-        """Bits of one record (norm header + indices)."""
-        return self.layout.record_bits
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the packed stream."""
-        return int(self.payload.size)
-
-    def __len__(self) -> int:
-        if not self.shape:
-            raise TypeError("len() of the codes of a single vector (shape ())")
-        return self.shape[0]
-
-    def __repr__(self) -> str:
-        return (
-            f"FibQuantCodes(shape={self.shape}, d={self.d}, k={self.k}, N={self.n_codewords}, "
-            f"{self.bits_per_vector} bits/vector, {self.nbytes} bytes)"
-        )
-
-    def to_bytes(self) -> bytes:
-        """Serialise to ``b"FQCODES2"``, a uint32 header length, the JSON header, the payload and a CRC-32.
-
-        The little-endian CRC-32 (``zlib.crc32``) covers everything before it, so
-        :meth:`from_bytes` detects every single- and double-bit error (and any
-        burst of up to 32 bits) anywhere in the blob. The in-memory
-        :attr:`payload` carries no checksum: random access stays free.
-        """
-        header = {
-            "format": 2,
-            "shape": list(self.shape),
-            "d": self.d,
-            "k": self.k,
-            "n_codewords": self.n_codewords,
-            "norm_dtype": self.norm_dtype,
-            "packing": self.packing,
-            "rotation": self.rotation,
-            "seed": self.seed,
-            "codebook_hash": self.codebook_hash,
-            "payload_bytes": self.nbytes,
-        }
-        blob = json.dumps(header, sort_keys=True).encode()
-        body = _MAGIC + struct.pack("<I", len(blob)) + blob + self.payload.tobytes()
-        return body + struct.pack("<I", zlib.crc32(body))
-
-    @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview) -> FibQuantCodes:
-        """Inverse of :meth:`to_bytes`.
-
-        Raises
-        ------
-        TypeError
-            If ``data`` is not bytes-like.
-        ValueError
-            On truncated, corrupt (checksum mismatch) or invalid data: every
-            header field is checked for its type and range.
-        """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"FibQuant codes are bytes, got {type(data).__name__}")
-        data = bytes(data)
-        if data.startswith(_OLD_MAGIC):
-            raise ValueError("FibQuant codes of format 1 (FQCODES1, no checksum) are not read any more; encode again")
-        if len(data) < len(_MAGIC) + 8 or not data.startswith(_MAGIC):
-            raise ValueError("not FibQuant codes: the data does not start with the FQCODES2 magic")
-        body, (crc,) = data[:-4], struct.unpack("<I", data[-4:])
-        if zlib.crc32(body) != crc:
-            raise ValueError("FibQuant codes are corrupt or truncated: the CRC-32 checksum does not match")
-        (hlen,) = struct.unpack_from("<I", body, len(_MAGIC))
-        start = len(_MAGIC) + 4
-        if start + hlen > len(body):
-            raise ValueError("FibQuant codes are truncated: the header is incomplete")
-        try:
-            header = json.loads(body[start : start + hlen].decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"FibQuant codes have a corrupt header: {exc}") from exc
-        if not isinstance(header, dict) or header.get("format") != 2:
-            raise ValueError("FibQuant codes have a corrupt header: unknown format version")
-        missing = [name for name in (*_HEADER_FIELDS, "payload_bytes") if name not in header]
-        if missing:
-            raise ValueError(f"FibQuant codes have a corrupt header: missing {missing}")
-        fields = {name: header[name] for name in _HEADER_FIELDS}
-        for name in ("d", "k", "n_codewords", "seed", "payload_bytes"):
-            if type(header[name]) is not int:  # JSON true/1.0/"1" are not integers here
-                raise ValueError(f"FibQuant codes have a corrupt header: {name} must be an integer, got {header[name]!r}")
-        if not isinstance(fields["shape"], list) or any(type(v) is not int for v in fields["shape"]):
-            raise ValueError(f"FibQuant codes have a corrupt header: shape must be a list of integers, got {fields['shape']!r}")
-        if not (isinstance(fields["codebook_hash"], str) and _HEX64.fullmatch(fields["codebook_hash"])):
-            raise ValueError("FibQuant codes have a corrupt header: codebook_hash must be 64 hex digits")
-        payload = body[start + hlen :]
-        if len(payload) != header["payload_bytes"]:
-            kind = "truncated" if len(payload) < header["payload_bytes"] else "too long"
-            raise ValueError(
-                f"FibQuant codes are {kind}: the header announces {header['payload_bytes']} payload bytes, found {len(payload)}"
-            )
-        try:
-            return cls(payload=np.frombuffer(payload, dtype=np.uint8).copy(), **fields)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"FibQuant codes have an invalid header: {exc}") from exc
-
-
 # ----------------------------------------------------------------------------- codec
 def _codebook_hash(codebook: Any, points: np.ndarray) -> str:
     h = getattr(codebook, "content_hash", None)
     if callable(h):
         h = h()
-    if not (isinstance(h, str) and _HEX64.fullmatch(h)):  # no (usable) content hash: hash the points
+    if not (isinstance(h, str) and CODEBOOK_HASH.fullmatch(h)):  # no (usable) content hash: hash the points
         h = hashlib.sha256(np.ascontiguousarray(points, dtype=np.float64).tobytes()).hexdigest()
     return h
 
 
-class FibQuantCodec:
+class FibQuantCodec(RateAccounting):
     """FibQuant codec: norm header + shared rotation + block-wise nearest codeword + fixed-rate packing.
 
     Parameters
@@ -447,6 +167,7 @@ class FibQuantCodec:
     """
 
     name = "fibquant"
+    codes_type: ClassVar[type] = FibQuantCodes
 
     def __init__(
         self,
@@ -475,8 +196,7 @@ class FibQuantCodec:
         self.seed = check_int(seed, "seed", minimum=0)
         if rotation not in ROTATION_KINDS:
             raise ValueError(f"rotation must be one of {ROTATION_KINDS}, got {rotation!r}")
-        if norm_dtype not in NORM_DTYPES:
-            raise ValueError(f"norm_dtype must be one of {sorted(NORM_DTYPES)}, got {norm_dtype!r}")
+        check_norm_dtype(norm_dtype)
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         if packing == "auto":
@@ -516,14 +236,9 @@ class FibQuantCodec:
         return NORM_DTYPES[self.norm_dtype]
 
     @property
-    def bits_per_vector(self) -> int:
-        """Exact storage of one vector in bits: norm header + packed indices."""
-        return self.layout.record_bits
-
-    @property
-    def compression_ratio(self) -> float:
-        """``16 d / bits_per_vector``: the size of the fp16 vector over its code (norm included)."""
-        return 16.0 * self.d / self.bits_per_vector
+    def side_bits_per_vector(self) -> int:
+        """Bits of the norm header (the only side information); ``bits_per_vector`` is the record length."""
+        return self.norm_bits
 
     # ------------------------------------------------------------------ encode
     def encode_indices(self, x: object) -> tuple[np.ndarray, np.ndarray]:
@@ -591,10 +306,7 @@ class FibQuantCodec:
             raise TypeError(f"expected FibQuantCodes, got {type(codes).__name__}")
         mine = (self.d, self.k, self.n_codewords, self.norm_dtype, self.packing, self.rotation.kind, self.seed, self.codebook_hash)
         theirs = (codes.d, codes.k, codes.n_codewords, codes.norm_dtype, codes.packing, codes.rotation, codes.seed, codes.codebook_hash)
-        if mine != theirs:
-            names = ("d", "k", "n_codewords", "norm_dtype", "packing", "rotation", "seed", "codebook_hash")
-            diff = [f"{n}={b!r} (codec has {a!r})" for n, a, b in zip(names, mine, theirs) if a != b]
-            raise ValueError("codes were made by a different codec: " + ", ".join(diff))
+        check_same_codec(("d", "k", "n_codewords", "norm_dtype", "packing", "rotation", "seed", "codebook_hash"), mine, theirs)
         return codes
 
     def unpack(self, codes: FibQuantCodes, start: int = 0, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -627,18 +339,6 @@ class FibQuantCodec:
         idx, norms = self.unpack(codes)
         return self.decode_indices(idx.reshape(codes.shape + (self.n_blocks,)), norms.reshape(codes.shape), dtype)
 
-    def _flat_index(self, codes: FibQuantCodes, i: int | tuple[int, ...]) -> int:
-        if isinstance(i, tuple):
-            if len(i) != len(codes.shape):
-                raise ValueError(f"index {i} does not match the codes' shape {codes.shape}")
-            for a, n in zip(i, codes.shape):
-                check_int(a, "index", minimum=-n, maximum=n - 1)
-            return int(np.ravel_multi_index(tuple(int(a) % n for a, n in zip(i, codes.shape)), codes.shape))
-        n = codes.n_vectors
-        if n == 0:
-            raise ValueError("decode_row on empty codes: there is no vector to decode")
-        return check_int(i, "index", minimum=-n, maximum=n - 1) % n
-
     def decode_row(self, codes: FibQuantCodes, i: int | tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
         """Decode vector ``i`` alone (random access), shape ``(d,)``.
 
@@ -647,9 +347,35 @@ class FibQuantCodec:
         ``decode(codes).reshape(-1, d)[i]`` exactly.
         """
         codes = self._check_codes(codes)
-        flat = self._flat_index(codes, i)
+        flat = flat_index(codes.shape, i)
         idx, norms = self.unpack(codes, flat, 1)
         return self.decode_indices(idx, norms, dtype)[0]
+
+    def take(self, codes: FibQuantCodes, index: object, axis: int = 0) -> FibQuantCodes:
+        """The codes of positions ``index`` along axis ``axis`` of ``codes.shape``, exactly.
+
+        The records are unpacked and packed again (the norms are header
+        values, so packing them again is exact); nothing is decoded.
+
+        Parameters
+        ----------
+        codes : FibQuantCodes
+            Codes of this codec, leading shape ``S``.
+        index : array_like of int or bool
+            Positions along ``axis`` (see :func:`~fibquant_theory.codecs.base.take_positions`).
+        axis : int
+            Axis of ``S``.
+
+        Returns
+        -------
+        FibQuantCodes
+            Leading shape ``S`` with ``len(index)`` entries along ``axis``.
+        """
+        codes = self._check_codes(codes)
+        idx, ax = take_positions(codes.shape, index, axis)
+        indices, norms = self.unpack(codes)
+        indices = np.take(indices.reshape(codes.shape + (self.n_blocks,)), idx, axis=ax)
+        return self.pack(indices, np.take(norms.reshape(codes.shape), idx, axis=ax))
 
     # ------------------------------------------------------------------ inner products
     def lookup_tables(self, q: object) -> np.ndarray:
@@ -705,3 +431,112 @@ class FibQuantCodec:
             _ip_gather(qr, qrow, crow, idx, self.points, norms, out)
         return out.reshape(out_shape)
 
+
+
+# ----------------------------------------------------------------------------- factory
+def _fibquant_codewords(block: int, codewords: object, bits: object) -> object:
+    """The codebook size ``N`` from ``codewords`` and/or ``bits`` (``N = 2**(bits*block)``); checks they agree."""
+    if bits is None:
+        if codewords is None:
+            raise ValueError("method 'fibquant' needs codewords=N or bits=b (then N = 2**(b*k))")
+        return codewords  # checked by design_codebook
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Real) or not math.isfinite(float(bits)) or bits <= 0:
+        raise ValueError(f"method 'fibquant': bits must be a finite number > 0, got {bits!r}")
+    exponent = float(bits) * block
+    index_bits = round(exponent)
+    if index_bits < 1 or abs(exponent - index_bits) > 1e-9 * max(1.0, exponent):
+        raise ValueError(
+            f"method 'fibquant': bits*block must be an integer >= 1 (N = 2**(bits*block) codewords), "
+            f"got bits={bits!r} and block={block} (bits*block = {exponent:g})"
+        )
+    n_codewords = 2**index_bits
+    if codewords is not None:
+        given = check_int(codewords, "codewords", minimum=2)
+        if given != n_codewords:
+            raise ValueError(
+                f"method 'fibquant': codewords={codewords!r} and bits={bits!r} disagree: with block={block}, "
+                f"bits={bits!r} means N = 2**{index_bits} = {n_codewords} codewords; give one of them"
+            )
+    return n_codewords
+
+
+def make_fibquant(
+    d: int,
+    *,
+    block: int | None = None,
+    codewords: int | None = None,
+    bits: float | None = None,
+    seed: int = 0,
+    rotation: str = "haar",
+    norm_dtype: str = "float16",
+    encoder: str = "exhaustive",
+    packing: str = "auto",
+    probes: int | None = None,
+    n_clusters: int | None = None,
+    top: int | None = None,
+    n_train: int | None = None,
+    n_heldout: int | None = None,
+    cache: bool | None = None,
+    family: str = "shells",
+) -> FibQuantCodec:
+    """FibQuant on ``design_codebook(d, block, N, seed=seed, family=family)`` with the rotation drawn from ``seed``.
+
+    ``N`` is ``codewords``, or ``2**(bits*block)`` (both may be given when they
+    agree). ``probes`` needs ``encoder="two-stage"``; ``n_clusters`` and ``top``
+    need ``encoder="clustered"``. ``n_train``, ``n_heldout`` and ``cache`` go to
+    :func:`~fibquant_theory.codebooks.design.design_codebook` (its defaults when ``None``).
+
+    Parameters
+    ----------
+    d : int
+        Vector dimension (divisible by ``block``).
+    block : int
+        Block size ``k`` (required).
+    codewords : int, optional
+        Codebook size ``N``.
+    bits : float, optional
+        Bits per coordinate, ``N = 2**(bits*block)`` (``bits*block`` an integer ``>= 1``).
+    seed : int
+        Seed of the codebook design and of the rotation.
+    rotation, norm_dtype, encoder, packing : str
+        As in :class:`FibQuantCodec`.
+    probes, n_clusters, top : int, optional
+        Encoder options (as in :class:`FibQuantCodec`).
+    n_train, n_heldout : int, optional
+        Design samples (``design_codebook``'s defaults when ``None``).
+    cache : bool, optional
+        Whether the design is read from / written to the codebook cache.
+    family : str
+        Codebook family (``design_codebook``'s ``family``): ``"shells"`` (the
+        default, the Lloyd-refined FibQuant design) or a structured family such
+        as ``"d4"``, ``"e8"``, ``"hurwitz"`` (which fix ``block`` and constrain ``N``).
+
+    Returns
+    -------
+    FibQuantCodec
+        The codec (its codebook designed, or loaded from the cache).
+    """
+    if block is None:
+        raise ValueError("method 'fibquant' needs block=k (the block size) and codewords=N (or bits=b, N = 2**(b*k))")
+    block = check_int(block, "block", minimum=1)
+    n_codewords = _fibquant_codewords(block, codewords, bits)
+    encoder_options: dict[str, int] = {}
+    for name, value, needs in (("probes", probes, "two-stage"), ("n_clusters", n_clusters, "clustered"), ("top", top, "clustered")):
+        if value is None:
+            continue
+        if encoder != needs:  # the other encoders would ignore it
+            raise ValueError(f"method 'fibquant': {name} applies only to encoder={needs!r}, got encoder={encoder!r}")
+        encoder_options[name] = value
+    from fibquant_theory.codebooks.design import design_codebook  # imported here: the codebook module is heavy
+
+    design: dict[str, Any] = {}
+    if n_train is not None:
+        design["n_train"] = n_train
+    if n_heldout is not None:
+        design["n_heldout"] = n_heldout
+    if cache is not None:
+        design["cache"] = cache
+    codebook = design_codebook(d, block, n_codewords, seed=seed, family=family, **design)
+    return FibQuantCodec(
+        codebook, seed, rotation=rotation, norm_dtype=norm_dtype, encoder=encoder, packing=packing, **encoder_options
+    )

@@ -23,21 +23,34 @@ No rotation is used (KIVI has none). The integers are bit-packed with
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from fibquant_theory._validation import as_vectors, check_int
-from fibquant_theory.numerics.fixed_order import row_dots
+from fibquant_theory.codecs.base import RateAccounting, check_same_codec, flat_index, frame, integer_bits, take_positions, unframe
 from fibquant_theory.codecs.packing import pack_indices, unpack_indices
+from fibquant_theory.numerics.fixed_order import row_dots
 
-__all__ = ["KIVI_MODES", "KIVICodec", "KIVICodes"]
+__all__ = ["DEFAULT_GROUP_SIZE", "KIVI_MODES", "KIVICodec", "KIVICodes", "kivi_kv_roles", "make_kivi"]
 
 #: Grouping modes of :class:`KIVICodec`.
 KIVI_MODES = ("per-token", "per-channel")
 
 _META = {"float16": np.float16, "float32": np.float32}
+#: Tokens per group of per-channel codes unless told otherwise.
+DEFAULT_GROUP_SIZE = 32
+_MAGIC = b"KIVICDS1"
+_FIELDS = ("shape", "d", "bits", "mode", "group_size", "meta_dtype")
+
+
+def _meta_shape(shape: tuple[int, ...], d: int, mode: str, group_size: int) -> tuple[int, ...]:
+    """Shape of the steps and zero points of codes of leading ``shape``."""
+    if mode == "per-token":
+        return shape
+    return shape[:-1] + (math.ceil(shape[-1] / group_size), d)
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,8 +95,82 @@ class KIVICodes:
         """Bytes of the packed integers and the metadata."""
         return int(self.payload.size + self.scale.nbytes + self.zero.nbytes)
 
+    def to_bytes(self) -> bytes:
+        """Serialise: magic ``KIVICDS1``, header, payload, CRC-32 (:func:`~fibquant_theory.codecs.base.frame`).
 
-class KIVICodec:
+        The payload is the packed integers, then the steps and the zero points
+        (little-endian, in their metadata dtype): :attr:`nbytes` bytes.
+
+        Returns
+        -------
+        bytes
+            The serialised codes.
+        """
+        meta = str(np.dtype(self.scale.dtype))
+        little = np.dtype(self.scale.dtype).newbyteorder("<")
+        parts = [np.asarray(self.payload, dtype=np.uint8).tobytes()]
+        parts += [np.ascontiguousarray(a, dtype=little).tobytes() for a in (self.scale, self.zero)]
+        payload = b"".join(parts)
+        header = {
+            "format": 1, "shape": list(self.shape), "d": int(self.d), "bits": int(self.bits), "mode": self.mode,
+            "group_size": int(self.group_size), "meta_dtype": meta, "payload_bytes": len(payload),
+        }
+        return frame(_MAGIC, header, payload)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> KIVICodes:
+        """Inverse of :meth:`to_bytes`.
+
+        Parameters
+        ----------
+        data : bytes-like
+            A blob written by :meth:`to_bytes`.
+
+        Returns
+        -------
+        KIVICodes
+            The codes.
+
+        Raises
+        ------
+        TypeError
+            If ``data`` is not bytes-like.
+        ValueError
+            On a wrong magic, truncated or corrupt data (checksum mismatch), an
+            invalid header, or metadata that is not finite or has a negative step.
+        """
+        label = "KIVI codes"
+        header, payload = unframe(data, _MAGIC, label, version=1, fields=_FIELDS, int_fields=("d", "bits", "group_size"))
+        try:
+            d = check_int(header["d"], "d", minimum=2)
+            bits = check_int(header["bits"], "bits", minimum=1, maximum=8)
+            group = check_int(header["group_size"], "group_size", minimum=1)
+            mode, meta = header["mode"], header["meta_dtype"]
+            if mode not in KIVI_MODES or meta not in _META:
+                raise ValueError(f"mode must be one of {KIVI_MODES} and meta_dtype one of {sorted(_META)}, got {mode!r}, {meta!r}")
+            shape = tuple(check_int(v, "shape entry", minimum=0) for v in header["shape"])
+            if mode == "per-channel" and not shape:
+                raise ValueError("per-channel codes need a token axis")
+            n, meta_shape = math.prod(shape), _meta_shape(shape, d, mode, group)
+            packed, item = -(-n * d * bits // 8), np.dtype(_META[meta]).itemsize
+            n_meta = math.prod(meta_shape)
+            if len(payload) != packed + 2 * n_meta * item:
+                raise ValueError(f"{n} vectors need {packed + 2 * n_meta * item} payload bytes, got {len(payload)}")
+            little = np.dtype(_META[meta]).newbyteorder("<")
+            scale, zero = (
+                np.frombuffer(payload, dtype=little, count=n_meta, offset=packed + j * n_meta * item)
+                .astype(_META[meta]).reshape(meta_shape)
+                for j in (0, 1)
+            )
+            if not (np.isfinite(scale).all() and np.isfinite(zero).all()) or (scale < 0).any():
+                raise ValueError("the metadata is corrupt (non-finite or negative step)")
+            body = np.frombuffer(payload, dtype=np.uint8, count=packed).copy()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{label} have an invalid header: {exc}") from exc
+        return cls(body, shape, scale, zero, bits, d, mode, group)
+
+
+class KIVICodec(RateAccounting):
     """KIVI-style per-token / per-channel asymmetric uniform integer quantizer.
 
     Parameters
@@ -114,9 +201,10 @@ class KIVICodec:
     """
 
     name = "kivi"
+    codes_type: ClassVar[type] = KIVICodes
 
     def __init__(
-        self, d: int, bits: int, seed: int = 0, *, mode: str = "per-token", group_size: int = 32, meta_dtype: str = "float16"
+        self, d: int, bits: int, seed: int = 0, *, mode: str = "per-token", group_size: int = DEFAULT_GROUP_SIZE, meta_dtype: str = "float16"
     ) -> None:
         self.d = check_int(d, "d (dimension)", minimum=2)
         self.bits = check_int(bits, "bits", minimum=1, maximum=8)
@@ -134,21 +222,18 @@ class KIVICodec:
         return f"KIVICodec(d={self.d}, bits={self.bits}, mode={self.mode!r}, group_size={self.group_size})"
 
     @property
-    def rate_bits(self) -> float:
-        """Bits per coordinate of the integers (metadata not counted)."""
-        return float(self.bits)
+    def index_bits_per_vector(self) -> int:
+        """Bits of the integers of one vector, ``d * bits``."""
+        return self.d * self.bits
 
     @property
-    def bits_per_vector(self) -> float:
-        """Storage per vector in bits, metadata included (amortised over a full group in per-channel mode)."""
+    def side_bits_per_vector(self) -> float:
+        """Bits of the step and zero point per vector (amortised over a full group in per-channel mode).
+
+        A float, so that :attr:`bits_per_vector` is one in both modes.
+        """
         meta = 2 * 8 * np.dtype(_META[self.meta_dtype]).itemsize
-        per = meta if self.mode == "per-token" else meta * self.d / self.group_size
-        return float(self.d * self.bits + per)
-
-    @property
-    def compression_ratio(self) -> float:
-        """``16 d / bits_per_vector``."""
-        return 16.0 * self.d / self.bits_per_vector
+        return float(meta if self.mode == "per-token" else meta * self.d / self.group_size)
 
     # ------------------------------------------------------------------ helpers
     def _meta(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,12 +283,9 @@ class KIVICodec:
     def _check(self, codes: object) -> KIVICodes:
         if not isinstance(codes, KIVICodes):
             raise TypeError(f"expected KIVICodes, got {type(codes).__name__}")
-        if (codes.bits, codes.d, codes.mode, codes.group_size) != (self.bits, self.d, self.mode, self.group_size):
-            raise ValueError("codes were made by a KIVI codec with different bits, d, mode or group_size")
-        if self.mode == "per-token":
-            meta_shape = codes.shape
-        else:
-            meta_shape = codes.shape[:-1] + (math.ceil(codes.shape[-1] / self.group_size), self.d)
+        names = ("bits", "d", "mode", "group_size")
+        check_same_codec(names, (self.bits, self.d, self.mode, self.group_size), tuple(getattr(codes, n) for n in names))
+        meta_shape = _meta_shape(tuple(codes.shape), self.d, self.mode, self.group_size)
         if codes.scale.shape != meta_shape or codes.zero.shape != meta_shape:
             raise ValueError(f"codes metadata must have shape {meta_shape}, got {codes.scale.shape} and {codes.zero.shape}")
         if not (np.isfinite(codes.scale).all() and np.isfinite(codes.zero).all()) or (codes.scale < 0).any():
@@ -230,14 +312,7 @@ class KIVICodec:
     def decode_row(self, codes: KIVICodes, i: int | tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
         """Decode vector ``i`` (flat row-major index or tuple) alone, shape ``(d,)``."""
         codes = self._check(codes)
-        n = codes.n_vectors
-        if n == 0:
-            raise ValueError("decode_row on empty codes: there is no vector to decode")
-        flat = (
-            int(np.ravel_multi_index(tuple(int(a) for a in i), codes.shape))
-            if isinstance(i, tuple)
-            else check_int(i, "index", minimum=-n, maximum=n - 1) % n
-        )
+        flat = flat_index(tuple(codes.shape), i)
         q = self._integers(codes, flat, 1)[0].astype(np.float64)
         pos = np.unravel_index(flat, codes.shape)
         if self.mode == "per-token":
@@ -246,6 +321,43 @@ class KIVICodec:
             g = pos[:-1] + (pos[-1] // self.group_size,)
             s, z = codes.scale[g].astype(np.float64), codes.zero[g].astype(np.float64)
         return (q * s + z).astype(dtype, copy=False)
+
+    def take(self, codes: KIVICodes, index: object, axis: int = 0) -> KIVICodes:
+        """The codes of positions ``index`` along axis ``axis`` of ``codes.shape``, exactly.
+
+        The integers are unpacked and packed again and the metadata indexed;
+        nothing is decoded.
+
+        Parameters
+        ----------
+        codes : KIVICodes
+            Codes of this codec, leading shape ``S``.
+        index : array_like of int or bool
+            Positions along ``axis`` (see :func:`~fibquant_theory.codecs.base.take_positions`).
+        axis : int
+            Axis of ``S``. For per-channel codes along their last (token) axis,
+            only a prefix ``arange(n)`` is supported: the metadata of a token
+            group cannot be split.
+
+        Returns
+        -------
+        KIVICodes
+            Leading shape ``S`` with ``len(index)`` entries along ``axis``.
+        """
+        codes = self._check(codes)
+        shape = tuple(codes.shape)
+        idx, ax = take_positions(shape, index, axis)
+        d, radix = codes.d, 1 << codes.bits
+        q = np.take(self._integers(codes).reshape(shape + (d,)), idx, axis=ax)
+        if codes.mode == "per-token" or ax < len(shape) - 1:
+            scale, zero = np.take(codes.scale, idx, axis=ax), np.take(codes.zero, idx, axis=ax)
+        else:
+            if not np.array_equal(idx, np.arange(idx.size)):
+                raise ValueError("per-channel KIVI codes can keep only a prefix of their tokens (groups share metadata)")
+            groups = -(-idx.size // codes.group_size)
+            scale, zero = codes.scale[..., :groups, :].copy(), codes.zero[..., :groups, :].copy()
+        payload = pack_indices(q.reshape(-1, d), radix) if q.size else np.zeros(0, np.uint8)
+        return KIVICodes(payload, q.shape[:-1], scale, zero, codes.bits, d, codes.mode, codes.group_size)
 
     def inner_product(self, q: object, codes: KIVICodes) -> np.ndarray:
         r"""Estimate :math:`\langle q, x\rangle` from the integers: :math:`s\langle q, c\rangle + z\sum_j q_j` per token
@@ -261,3 +373,72 @@ class KIVICodec:
         t = codes.shape[-1]
         s, z = self._expand(codes.scale, t), self._expand(codes.zero, t)
         return row_dots(q * s, c) + row_dots(q, z)
+
+
+# ----------------------------------------------------------------------------- factory and KV roles
+def make_kivi(
+    d: int,
+    *,
+    bits: int | None = None,
+    seed: int = 0,
+    mode: str = "per-token",
+    group_size: int = DEFAULT_GROUP_SIZE,
+    meta_dtype: str = "float16",
+) -> KIVICodec:
+    """KIVI-style uniform integer quantization: ``KIVICodec(d, bits, seed, mode=..., ...)``.
+
+    Parameters
+    ----------
+    d : int
+        Vector dimension, ``d >= 2``.
+    bits : int
+        Bits per coordinate, an integer 1..8 (required).
+    seed : int
+        Unused (KIVI is deterministic).
+    mode : {"per-token", "per-channel"}
+        Which values share a step and zero point.
+    group_size : int
+        Tokens per group in per-channel mode.
+    meta_dtype : {"float16", "float32"}
+        Storage of the steps and zero points.
+
+    Returns
+    -------
+    KIVICodec
+        The codec.
+    """
+    return KIVICodec(d, integer_bits("kivi", bits), seed, mode=mode, group_size=group_size, meta_dtype=meta_dtype)
+
+
+def kivi_kv_roles(key: dict[str, Any], value: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """KIVI in a KV cache: per-channel keys in groups of ``group_size`` tokens, per-token values.
+
+    Parameters
+    ----------
+    key, value : dict
+        :func:`make_kivi` options of the key and the value codec (without
+        ``mode``; ``group_size`` applies to the keys).
+
+    Returns
+    -------
+    key, value : dict
+        The options with their ``mode`` (``group_size`` only for the keys).
+    chunk : int
+        Tokens are encoded in multiples of ``group_size``: keys leave the fp16
+        window in whole per-channel groups.
+
+    Raises
+    ------
+    TypeError
+        A ``group_size`` that is not an integer.
+    ValueError
+        A ``group_size < 1``.
+    """
+    group = key.get("group_size", DEFAULT_GROUP_SIZE)
+    if isinstance(group, bool) or not isinstance(group, numbers.Integral):
+        raise TypeError(f"group_size must be an integer, got {group!r}")
+    if group < 1:
+        raise ValueError(f"group_size must be >= 1, got {group}")
+    key = {**key, "mode": "per-channel", "group_size": int(group)}
+    value = {**{k: v for k, v in value.items() if k != "group_size"}, "mode": "per-token"}
+    return key, value, int(group)

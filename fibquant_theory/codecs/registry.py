@@ -1,4 +1,4 @@
-"""Codecs by name, so that every method is swappable on the command line and in scripts.
+"""Codecs by name: one :class:`MethodSpec` per method, read by the library, the command line and the KV caches.
 
 Options of every method (keyword arguments of :func:`make_codec`):
 
@@ -10,7 +10,8 @@ Options of every method (keyword arguments of :func:`make_codec`):
   ``norm_dtype``, ``encoder``, ``packing``, the encoder options ``probes``
   (``encoder="two-stage"`` only), ``n_clusters`` and ``top``
   (``encoder="clustered"`` only), and the design options ``n_train``,
-  ``n_heldout``, ``cache``;
+  ``n_heldout``, ``cache`` and ``family`` (the codebook family: shells, the
+  default, or a structured one, d4, e8 or hurwitz);
 * ``"kivi"``: ``bits`` (required, an integer 1..8), ``seed`` (unused),
   ``mode``, ``group_size``, ``meta_dtype``.
 
@@ -18,153 +19,391 @@ An unknown (e.g. misspelled) option raises :class:`TypeError` naming it and
 listing the valid ones; a bad or inconsistent value raises :class:`ValueError`
 naming the argument. No option is dropped, truncated or overridden silently.
 
-Every codec has ``d``, ``name``, ``rate_bits``, ``bits_per_vector``,
-``compression_ratio``, ``encode``, ``decode``, ``decode_row`` and
-``inner_product``.
+Every codec has the protocol of :mod:`fibquant_theory.codecs.base`: ``d``,
+``name``, ``rate_bits``, ``bits_per_vector``, ``compression_ratio``,
+``encode``, ``decode``, ``decode_row``, ``inner_product``, ``take`` and
+``codes_type`` (codes with ``nbytes``, ``to_bytes`` and ``from_bytes``).
+
+Adding a codec
+--------------
+Write its module (the codec, its codes and a factory ``make_x(d, *, ...)``
+whose options are keyword-only parameters) and add one :func:`register` line
+below (and its bullet above: ``tests/codecs/test_registry.py`` checks that the
+bullets list the factory's options). From the :class:`MethodSpec`,
+:func:`make_codec`, ``fibquant rd --method``, the KV caches
+(:meth:`fibquant_theory.kv.cache.CodecCache.from_method`), ``fibquant kv-eval``
+/ ``kv-pareto`` / ``kv-generate --method`` and their option flags all know it.
+``"fp"`` (:data:`FP_METHOD`) is a KV pseudo-method: no cache compression.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
-import math
-import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fibquant_theory._validation import check_bits, check_int
-from fibquant_theory.codecs.fibquant import FibQuantCodec
-from fibquant_theory.codecs.kivi import KIVICodec
-from fibquant_theory.codecs.turboquant import TurboQuantMSE, TurboQuantProd
+from fibquant_theory.codecs.fibquant import make_fibquant
+from fibquant_theory.codecs.kivi import kivi_kv_roles, make_kivi
+from fibquant_theory.codecs.turboquant import make_turboquant, make_turboquant_prod
 
-__all__ = ["METHODS", "make_codec"]
+__all__ = [
+    "BITS",
+    "BLOCK",
+    "CODEWORDS",
+    "FAMILY",
+    "FP_METHOD",
+    "KV_METHODS",
+    "METHODS",
+    "SPECS",
+    "TRAIN",
+    "Flag",
+    "MethodSpec",
+    "flag_help",
+    "get_spec",
+    "kv_methods",
+    "make_codec",
+    "parse_number",
+    "register",
+]
 
-
-def _integer_bits(method: str, bits: object) -> int:
-    """``bits`` of a scalar method: required, an integer in 1..8 (an integral float such as ``2.0`` is accepted)."""
-    if bits is None:
-        raise ValueError(f"method {method!r} needs the option bits=b (bits per coordinate, an integer 1..8)")
-    try:
-        return check_bits(bits)
-    except ValueError as exc:
-        raise ValueError(f"method {method!r}: {exc}") from None
-
-
-def _turboquant(d: int, *, bits: int | None = None, seed: int = 0, norm_dtype: str = "float16") -> TurboQuantMSE:
-    """TurboQuant-mse: ``TurboQuantMSE(d, bits, seed, norm_dtype=norm_dtype)``."""
-    return TurboQuantMSE(d, _integer_bits("turboquant", bits), seed, norm_dtype=norm_dtype)
-
-
-def _turboquant_prod(d: int, *, bits: int | None = None, seed: int = 0, norm_dtype: str = "float16") -> TurboQuantProd:
-    """TurboQuant-prod (the QJL variant): ``TurboQuantProd(d, bits, seed, norm_dtype=norm_dtype)``."""
-    return TurboQuantProd(d, _integer_bits("turboquant-prod", bits), seed, norm_dtype=norm_dtype)
-
-
-def _kivi(
-    d: int,
-    *,
-    bits: int | None = None,
-    seed: int = 0,
-    mode: str = "per-token",
-    group_size: int = 32,
-    meta_dtype: str = "float16",
-) -> KIVICodec:
-    """KIVI-style uniform integer quantization: ``KIVICodec(d, bits, seed, mode=..., ...)``."""
-    return KIVICodec(d, _integer_bits("kivi", bits), seed, mode=mode, group_size=group_size, meta_dtype=meta_dtype)
+#: The KV pseudo-method "no cache compression" (the model's own fp cache).
+FP_METHOD = "fp"
 
 
-def _fibquant_codewords(block: int, codewords: object, bits: object) -> object:
-    """The codebook size ``N`` from ``codewords`` and/or ``bits`` (``N = 2**(bits*block)``); checks they agree."""
-    if bits is None:
-        if codewords is None:
-            raise ValueError("method 'fibquant' needs codewords=N or bits=b (then N = 2**(b*k))")
-        return codewords  # checked by design_codebook
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Real) or not math.isfinite(float(bits)) or bits <= 0:
-        raise ValueError(f"method 'fibquant': bits must be a finite number > 0, got {bits!r}")
-    exponent = float(bits) * block
-    index_bits = round(exponent)
-    if index_bits < 1 or abs(exponent - index_bits) > 1e-9 * max(1.0, exponent):
-        raise ValueError(
-            f"method 'fibquant': bits*block must be an integer >= 1 (N = 2**(bits*block) codewords), "
-            f"got bits={bits!r} and block={block} (bits*block = {exponent:g})"
-        )
-    n_codewords = 2**index_bits
-    if codewords is not None:
-        given = check_int(codewords, "codewords", minimum=2)
-        if given != n_codewords:
-            raise ValueError(
-                f"method 'fibquant': codewords={codewords!r} and bits={bits!r} disagree: with block={block}, "
-                f"bits={bits!r} means N = 2**{index_bits} = {n_codewords} codewords; give one of them"
-            )
-    return n_codewords
+def parse_number(text: str) -> int | float:
+    """A command-line number: an ``int`` when ``text`` is one (``"2"``), else a ``float`` (``"1.5"``).
 
+    Parameters
+    ----------
+    text : str
+        The argument.
 
-def _fibquant(
-    d: int,
-    *,
-    block: int | None = None,
-    codewords: int | None = None,
-    bits: float | None = None,
-    seed: int = 0,
-    rotation: str = "haar",
-    norm_dtype: str = "float16",
-    encoder: str = "exhaustive",
-    packing: str = "auto",
-    probes: int | None = None,
-    n_clusters: int | None = None,
-    top: int | None = None,
-    n_train: int | None = None,
-    n_heldout: int | None = None,
-    cache: bool | None = None,
-) -> FibQuantCodec:
-    """FibQuant on ``design_codebook(d, block, N, seed=seed)`` with the rotation drawn from ``seed``.
+    Returns
+    -------
+    int or float
+        The number.
 
-    ``N`` is ``codewords``, or ``2**(bits*block)`` (both may be given when they
-    agree). ``probes`` needs ``encoder="two-stage"``; ``n_clusters`` and ``top``
-    need ``encoder="clustered"``. ``n_train``, ``n_heldout`` and ``cache`` go to
-    :func:`~fibquant_theory.codebooks.design.design_codebook` (its defaults when ``None``).
+    Raises
+    ------
+    ValueError
+        When ``text`` is not a number.
     """
-    if block is None:
-        raise ValueError("method 'fibquant' needs block=k (the block size) and codewords=N (or bits=b, N = 2**(b*k))")
-    block = check_int(block, "block", minimum=1)
-    n_codewords = _fibquant_codewords(block, codewords, bits)
-    encoder_options: dict[str, int] = {}
-    for name, value, needs in (("probes", probes, "two-stage"), ("n_clusters", n_clusters, "clustered"), ("top", top, "clustered")):
-        if value is None:
-            continue
-        if encoder != needs:  # the other encoders would ignore it
-            raise ValueError(f"method 'fibquant': {name} applies only to encoder={needs!r}, got encoder={encoder!r}")
-        encoder_options[name] = value
-    from fibquant_theory.codebooks.design import design_codebook  # imported here: the codebook module is heavy
-
-    design: dict[str, Any] = {}
-    if n_train is not None:
-        design["n_train"] = n_train
-    if n_heldout is not None:
-        design["n_heldout"] = n_heldout
-    if cache is not None:
-        design["cache"] = cache
-    codebook = design_codebook(d, block, n_codewords, seed=seed, **design)
-    return FibQuantCodec(
-        codebook, seed, rotation=rotation, norm_dtype=norm_dtype, encoder=encoder, packing=packing, **encoder_options
-    )
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
+parse_number.__name__ = "number"  # argparse names the type in its messages
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """The command-line flag of one codec option (``fibquant rd`` and the ``kv-*`` commands).
+
+    Attributes
+    ----------
+    option : str
+        The factory option it sets (e.g. ``"n_train"``).
+    flag : str
+        The flag (e.g. ``"--train"``).
+    type : callable
+        Converts the argument (``int``, ``str``, :func:`parse_number`).
+    metavar : str
+        The argument's name in messages (e.g. ``"N"``).
+    help : str
+        What it sets; the command line appends the methods that take it.
+    """
+
+    option: str
+    flag: str
+    type: Callable[[str], Any]
+    metavar: str
+    help: str
+
+    def for_values(self) -> Flag:
+        """The flag of the same option for the values of a KV cache (``--value-bits`` sets ``value_bits``)."""
+        return Flag(f"value_{self.option}", f"--value-{self.flag[2:]}", self.type, self.metavar,
+                    f"{self.help}, for the values (default: {self.flag})")
+
+
+#: Flags shared by several methods: one definition each.
+BITS = Flag("bits", "--bits", parse_number, "B", "bits per coordinate")
+BLOCK = Flag("block", "--block", int, "K", "block size k (divides d)")
+CODEWORDS = Flag("codewords", "--codewords", int, "N", "codebook size N (rate log2(N)/k)")
+TRAIN = Flag("n_train", "--train", int, "N", "codebook training samples (default 200000)")
+FAMILY = Flag("family", "--family", str, "NAME", "codebook family: shells (default), or a structured one: d4, e8, hurwitz")
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """Everything the library, the command line and the KV caches know about one method.
+
+    Attributes
+    ----------
+    name : str
+        The method's name (``--method NAME``, ``make_codec(NAME, ...)``).
+    factory : callable
+        ``factory(d, **options)``: every option a keyword-only parameter.
+    description : str
+        One line.
+    integer_rate : bool
+        Whether ``bits`` must be an integer (scalar codecs) or may be fractional.
+    rate_options : tuple of str
+        Options that set the rate; a KV cache takes ``value_<name>`` for the values.
+    required : tuple of tuple of str
+        Groups of options; one option of every group must be given.
+    flags : tuple of Flag
+        Command-line flags of the options the commands expose.
+    kv : bool
+        Whether it is a KV-cache method.
+    kv_exclude : mapping of str to str
+        Options a KV cache does not take, and why (the error message says it).
+    kv_roles : callable or None
+        ``kv_roles(key_options, value_options) -> (key_options, value_options, chunk)``:
+        how a KV cache sets up its key and value codecs (``None``: both as given, ``chunk = 1``).
+    kv_sweep : tuple of mapping
+        The settings of this method in the default ``kv-pareto`` sweep.
+    example : mapping
+        A typical setting of the rate options (``kv-generate``'s default, and the benchmarks of every method).
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str
+    integer_rate: bool
+    rate_options: tuple[str, ...]
+    required: tuple[tuple[str, ...], ...]
+    flags: tuple[Flag, ...] = ()
+    kv: bool = True
+    kv_exclude: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    kv_roles: Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], dict[str, Any], int]] | None = None
+    kv_sweep: tuple[Mapping[str, Any], ...] = ()
+    example: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The factory's options (its keyword-only parameters), in signature order."""
+        params = inspect.signature(self.factory).parameters.values()
+        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+    @property
+    def value_options(self) -> tuple[str, ...]:
+        """``value_<name>`` for every rate option a KV cache takes: the values' own rate."""
+        return tuple(f"value_{o}" for o in self.rate_options if o not in self.kv_exclude)
+
+    @property
+    def kv_options(self) -> tuple[str, ...]:
+        """Options of a KV cache of this method: the factory's (less :attr:`kv_exclude`) and :attr:`value_options`."""
+        return tuple(o for o in self.options if o not in self.kv_exclude) + self.value_options
+
+    def missing(self, given: Sequence[str], kv: bool = False) -> list[tuple[str, ...]]:
+        """The groups of :attr:`required` that ``given`` leaves unset (for a KV cache: without :attr:`kv_exclude`).
+
+        Parameters
+        ----------
+        given : sequence of str
+            Names of the options given.
+        kv : bool
+            Whether the options are those of a KV cache.
+
+        Returns
+        -------
+        list of tuple of str
+            Every group of which no option is given.
+        """
+        groups = [tuple(o for o in g if not (kv and o in self.kv_exclude)) for g in self.required]
+        return [g for g in groups if g and not any(o in given for o in g)]
+
+    def kv_codec_options(
+        self, options: Mapping[str, Any], owner: str = "CodecCache"
+    ) -> tuple[dict[str, Any], dict[str, Any], int]:
+        """The key codec's and value codec's options, and the token chunk, of a KV cache of this method.
+
+        Parameters
+        ----------
+        options : mapping
+            Options among :attr:`kv_options`; ``value_<name>`` (when not
+            ``None``) sets ``<name>`` for the values only.
+        owner : str
+            Who asks, for error messages.
+
+        Returns
+        -------
+        key, value : dict
+            :func:`make_codec` options of the two codecs.
+        chunk : int
+            Tokens are encoded in multiples of ``chunk``.
+
+        Raises
+        ------
+        TypeError
+            An option outside :attr:`kv_options` (the message names it, says
+            why when it is in :attr:`kv_exclude`, and lists the known ones).
+        """
+        known = self.kv_options
+        unknown = [name for name in options if name not in known]
+        if unknown:
+            why = "".join(f"; {name}: {self.kv_exclude[name]}" for name in unknown if name in self.kv_exclude)
+            raise TypeError(
+                f"{owner}: unknown option(s) {_hints(unknown, known)} for method {self.name!r}{why}; known: {sorted(known)}"
+            )
+        values = set(self.value_options)
+        key = {k: v for k, v in options.items() if k not in values}
+        value = {**key, **{k[len("value_"):]: v for k, v in options.items() if k in values and v is not None}}
+        if self.kv_roles is None:
+            return key, value, 1
+        return self.kv_roles(key, value)
+
+
+#: name -> spec, in registration order
+SPECS: dict[str, MethodSpec] = {}
 #: name -> factory(d, **options); every option is an explicit keyword-only parameter
-METHODS: dict[str, Callable[..., Any]] = {
-    "turboquant": _turboquant,
-    "turboquant-prod": _turboquant_prod,
-    "fibquant": _fibquant,
-    "kivi": _kivi,
-}
+METHODS: dict[str, Callable[..., Any]] = {}
 
 
-def _option_names(factory: Callable[..., Any]) -> list[str] | None:
-    """Keyword-only parameters of ``factory``, or ``None`` when it takes ``**kwargs`` (then it checks them itself)."""
-    params = inspect.signature(factory).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add a method to :data:`SPECS` and :data:`METHODS` (checking that its spec is consistent).
+
+    Parameters
+    ----------
+    spec : MethodSpec
+        The method.
+
+    Returns
+    -------
+    MethodSpec
+        ``spec``.
+
+    Raises
+    ------
+    ValueError
+        A name already taken (or ``"fp"``), a factory whose first parameter is
+        not ``d`` or whose options are not keyword-only, or rate options,
+        required options, flags, exclusions or settings that are not options
+        of the factory.
+    """
+    if spec.name in SPECS or spec.name == FP_METHOD:
+        raise ValueError(f"method {spec.name!r} is already registered")
+    params = list(inspect.signature(spec.factory).parameters.values())
+    if not params or params[0].name != "d" or any(p.kind is not p.KEYWORD_ONLY for p in params[1:]):
+        raise ValueError(f"method {spec.name!r}: the factory must be factory(d, *, option=default, ...)")
+    options = set(spec.options)
+    named = {
+        "rate_options": set(spec.rate_options),
+        "required": {o for g in spec.required for o in g},
+        "flags": {f.option for f in spec.flags},
+        "kv_exclude": set(spec.kv_exclude),
+        "example": set(spec.example),
+        "kv_sweep": {o for s in spec.kv_sweep for o in s},
+    }
+    for what, names in named.items():
+        extra = sorted(names - options - (set(spec.value_options) if what == "kv_sweep" else set()))
+        if extra:
+            raise ValueError(f"method {spec.name!r}: {what} names {extra}, which the factory does not take")
+    SPECS[spec.name] = spec
+    METHODS[spec.name] = spec.factory
+    return spec
+
+
+# ----------------------------------------------------------------------------- the methods (one line each)
+register(MethodSpec(
+    "fibquant", make_fibquant, "FibQuant: rotation + block-wise nearest codeword of a designed codebook + norm header",
+    integer_rate=False, rate_options=("block", "codewords"), required=(("block",), ("codewords", "bits")),
+    flags=(BITS, BLOCK, CODEWORDS, TRAIN, FAMILY),
+    kv_exclude={"bits": "give codewords=N (N = 2**(bits*block)); the values take value_codewords"},
+    kv_sweep=tuple({"block": k, "codewords": n} for k, n in ((2, 256), (2, 64), (4, 256), (8, 256), (16, 256), (32, 128))),
+    example={"block": 4, "codewords": 256},
+))
+register(MethodSpec(
+    "turboquant", make_turboquant, "TurboQuant-mse: Haar rotation + per-coordinate Lloyd-Max + norm header",
+    integer_rate=True, rate_options=("bits",), required=(("bits",),), flags=(BITS,),
+    kv_sweep=({"bits": 2}, {"bits": 3}, {"bits": 4}), example={"bits": 4},
+))
+register(MethodSpec(
+    "turboquant-prod", make_turboquant_prod, "TurboQuant-prod: (bits-1)-bit TurboQuant-mse + 1-bit QJL sketch of the residual",
+    integer_rate=True, rate_options=("bits",), required=(("bits",),), flags=(BITS,),
+    kv_sweep=({"bits": 2}, {"bits": 3}, {"bits": 4}), example={"bits": 4},
+))
+register(MethodSpec(
+    "kivi", make_kivi, "KIVI: asymmetric uniform integers, per-token or per-channel step and zero point",
+    integer_rate=True, rate_options=("bits",), required=(("bits",),), flags=(BITS,),
+    kv_exclude={"mode": "a KV cache has per-channel keys and per-token values, by design"}, kv_roles=kivi_kv_roles,
+    kv_sweep=({"bits": 2}, {"bits": 4}), example={"bits": 4},
+))
+
+def kv_methods() -> tuple[str, ...]:
+    """Methods of the KV caches and the ``kv-*`` commands: ``"fp"`` and every KV method, in registration order.
+
+    Returns
+    -------
+    tuple of str
+        The names (a method registered later is included).
+    """
+    return (FP_METHOD, *(name for name, spec in SPECS.items() if spec.kv))
+
+
+#: :func:`kv_methods` of the methods registered here.
+KV_METHODS: tuple[str, ...] = kv_methods()
+
+
+def get_spec(method: str) -> MethodSpec:
+    """The :class:`MethodSpec` of ``method``.
+
+    Parameters
+    ----------
+    method : str
+        A key of :data:`SPECS`.
+
+    Returns
+    -------
+    MethodSpec
+        Its spec.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method (the message lists the known ones).
+    """
+    if not isinstance(method, str) or method not in SPECS:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    return SPECS[method]
+
+
+def flag_help(flag: Flag, methods: Sequence[str]) -> str:
+    """The help text of ``flag`` on a command where ``methods`` take it.
+
+    Parameters
+    ----------
+    flag : Flag
+        The flag.
+    methods : sequence of str
+        Registered methods that take it.
+
+    Returns
+    -------
+    str
+        ``flag.help`` and the methods (for ``bits``: which need an integer, see
+        :attr:`MethodSpec.integer_rate`).
+    """
+    if flag.option.removeprefix("value_") == "bits":
+        integer = [m for m in methods if SPECS[m].integer_rate]
+        other = [m for m in methods if not SPECS[m].integer_rate]
+        parts = ([f"an integer 1..8 for {', '.join(integer)}"] if integer else []) + (
+            [f"fractional allowed for {', '.join(other)}"] if other else []
+        )
+        return f"{flag.help} ({'; '.join(parts)})"
+    return f"{flag.help} ({', '.join(methods)})"
+
+
+def _hints(names: Sequence[str], valid: Sequence[str]) -> str:
+    """``'x' (did you mean 'y'?), 'z'``: the names, each with the closest valid one when there is one."""
+    return ", ".join(
+        f"{name!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, valid, n=1)) else repr(name)
+        for name in names
+    )
 
 
 def make_codec(method: str, d: int, **options: Any) -> Any:
@@ -180,6 +419,11 @@ def make_codec(method: str, d: int, **options: Any) -> Any:
         Factory options (see the module docstring), e.g. ``bits=2, seed=0`` or
         ``block=8, codewords=256, seed=0``.
 
+    Returns
+    -------
+    Codec
+        The codec (see :class:`fibquant_theory.codecs.base.Codec`).
+
     Raises
     ------
     TypeError
@@ -188,18 +432,12 @@ def make_codec(method: str, d: int, **options: Any) -> Any:
         For an unknown method, a missing required option, or a bad or
         inconsistent value (the message names the argument).
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
-    factory = METHODS[method]
-    valid = _option_names(factory)
-    unknown = [name for name in options if valid is not None and name not in valid]
+    spec = get_spec(method)
+    valid = spec.options
+    unknown = [name for name in options if name not in valid]
     if unknown:
-        hints = [
-            f"{name!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, valid, n=1)) else repr(name)
-            for name in unknown
-        ]
         raise TypeError(
-            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(hints)} for method {method!r}; "
+            f"unknown option{'s' if len(unknown) > 1 else ''} {_hints(unknown, valid)} for method {method!r}; "
             f"valid options: {', '.join(valid)}"
         )
-    return factory(d, **options)
+    return spec.factory(d, **options)

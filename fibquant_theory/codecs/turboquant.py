@@ -19,205 +19,38 @@ depend on the leading shape, the batch, or the machine.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from fibquant_theory._validation import as_vectors, check_bits, check_int
-from fibquant_theory.codecs.fibquant import NORM_DTYPES, decode_norms, encode_norms
+from fibquant_theory.codecs.base import RateAccounting, check_same_codec, flat_index, integer_bits, take_positions
+from fibquant_theory.codecs.norms import NORM_DTYPES, check_norm_dtype, header_array
+from fibquant_theory.codecs.turboquant_codes import QJLCodes, ScalarCodes
 from fibquant_theory.numerics.fixed_order import matmul_rows, row_dots, row_norms
-from fibquant_theory.numerics.rotation import DenseRotation
+from fibquant_theory.theory.rotation import DenseRotation
 from fibquant_theory.theory.scalar import ScalarQuantizer, lloyd_max_scalar
 from fibquant_theory.theory.source import standard_normal
 
-__all__ = ["TurboQuantMSE", "TurboQuantProd", "ScalarCodes", "QJLCodes"]
+__all__ = ["QJLCodes", "ScalarCodes", "TurboQuantMSE", "TurboQuantProd", "make_turboquant", "make_turboquant_prod"]
 
+class _TurboQuantBase(RateAccounting):
+    """What both TurboQuant variants share: the rotation, the norms, the code checks and the random access.
 
-def _header_array(bits: object, norm_dtype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """Validate stored header bit patterns: integers of ``shape`` that decode to finite norms ``>= 0``."""
-    arr = np.asarray(bits)
-    if arr.shape != shape or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must be integer header bit patterns of shape {shape}, got {arr.dtype} {arr.shape}")
-    width = NORM_DTYPES[norm_dtype]
-    if arr.size and (arr.min() < 0 or arr.max() >= 2**width):
-        raise ValueError(f"{name} must be {width}-bit patterns")
-    out = arr.astype(np.uint16 if width == 16 else np.uint32)
-    decode_norms(out.reshape(-1).astype(np.int64), norm_dtype)  # raises on corrupt headers
-    out.setflags(write=False)
-    return out
-
-
-def _check_fields(d: object, bits: object, seed: object, norm_dtype: object) -> tuple[int, int, int, str]:
-    if norm_dtype not in NORM_DTYPES:
-        raise ValueError(f"norm_dtype must be one of {sorted(NORM_DTYPES)}, got {norm_dtype!r}")
-    return (
-        check_int(d, "d (dimension)", minimum=2),
-        check_int(bits, "bits", minimum=1, maximum=8),
-        check_int(seed, "seed", minimum=0),
-        str(norm_dtype),
-    )
-
-
-def _level_indices(indices: object, d: int, bits: int, name: str = "indices") -> np.ndarray:
-    """Validate level indices: integers of shape ``(..., d)`` in ``[0, 2**bits)``; returned read-only uint8."""
-    idx = np.asarray(indices)
-    if idx.ndim == 0 or idx.shape[-1] != d or not np.issubdtype(idx.dtype, np.integer):
-        raise ValueError(f"{name} must be integers of shape (..., {d}), got {idx.dtype} {idx.shape}")
-    if idx.size and (idx.min() < 0 or idx.max() >= 2**bits):
-        raise ValueError(f"{name} must lie in [0, {2**bits}) for {bits} bits, got range [{idx.min()}, {idx.max()}]")
-    idx = idx.astype(np.uint8)
-    idx.setflags(write=False)
-    return idx
-
-
-class _HeaderCodes:
-    """The leading shape and the norms of codes that store ``norm_header`` bit patterns in ``norm_dtype``."""
-
-    norm_header: np.ndarray
-    norm_dtype: str
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Leading shape of the encoded array."""
-        return tuple(self.norm_header.shape)
-
-    def _values(self, header: np.ndarray) -> np.ndarray:
-        return decode_norms(header.reshape(-1).astype(np.int64), self.norm_dtype).reshape(self.shape)
-
-    @property
-    def norms(self) -> np.ndarray:
-        """The stored norms as float64, shape ``(...)``."""
-        return self._values(self.norm_header)
-
-
-@dataclass(frozen=True, eq=False)
-class ScalarCodes(_HeaderCodes):
-    """Codes of :class:`TurboQuantMSE`.
-
-    Attributes
-    ----------
-    indices : numpy.ndarray
-        Level indices of the rotated unit direction, shape ``(..., d)``, uint8.
-    norm_header : numpy.ndarray
-        Bit patterns of the norms in ``norm_dtype``, shape ``(...)`` (uint16 or uint32).
-    d, bits, seed : int
-        Dimension, bits per coordinate and rotation seed of the codec that made them.
-    norm_dtype : str
-        Header format of the norms (a key of :data:`~fibquant_theory.codecs.fibquant.NORM_DTYPES`).
+    The rate and storage accounting is :class:`~fibquant_theory.codecs.base.RateAccounting`'s:
+    ``d * bits`` bits of levels and the norm header(s) per vector.
     """
-
-    indices: np.ndarray
-    norm_header: np.ndarray
-    d: int
-    bits: int
-    seed: int
-    norm_dtype: str = "float16"
-
-    def __post_init__(self) -> None:
-        d, bits, seed, norm_dtype = _check_fields(self.d, self.bits, self.seed, self.norm_dtype)
-        idx = _level_indices(self.indices, d, bits)
-        header = _header_array(self.norm_header, norm_dtype, idx.shape[:-1], "norm_header")
-        for name, value in (("indices", idx), ("norm_header", header), ("d", d), ("bits", bits), ("seed", seed)):
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "norm_dtype", norm_dtype)
-
-    def select(self, index: Any) -> ScalarCodes:
-        """The codes of ``index`` (any NumPy index into the leading shape), exactly."""
-        return ScalarCodes(self.indices[index], self.norm_header[index], self.d, self.bits, self.seed, self.norm_dtype)
-
-
-@dataclass(frozen=True, eq=False)
-class QJLCodes(_HeaderCodes):
-    """Codes of :class:`TurboQuantProd`.
-
-    Attributes
-    ----------
-    indices : numpy.ndarray or None
-        MSE-stage level indices, shape ``(..., d)`` (``None`` when ``bits == 1``).
-    signs : numpy.ndarray
-        QJL signs of the residual, shape ``(..., d)``, int8 in ``{-1, +1}``.
-    residual_header, norm_header : numpy.ndarray
-        Bit patterns of the residual norms and of the norms in ``norm_dtype``, shape ``(...)``.
-    d, bits, seed : int
-        Dimension, total bits per coordinate and seed of the codec that made them.
-    norm_dtype : str
-        Header format of both norms.
-    """
-
-    indices: np.ndarray | None
-    signs: np.ndarray
-    residual_header: np.ndarray
-    norm_header: np.ndarray
-    d: int
-    bits: int
-    seed: int
-    norm_dtype: str = "float16"
-
-    def __post_init__(self) -> None:
-        d, bits, seed, norm_dtype = _check_fields(self.d, self.bits, self.seed, self.norm_dtype)
-        signs = np.asarray(self.signs)
-        if signs.ndim == 0 or signs.shape[-1] != d or not np.issubdtype(signs.dtype, np.integer):
-            raise ValueError(f"signs must be integers of shape (..., {d}), got {signs.dtype} {signs.shape}")
-        if signs.size and not np.isin(signs, (-1, 1)).all():
-            raise ValueError("signs must be -1 or +1")
-        signs = signs.astype(np.int8)
-        signs.setflags(write=False)
-        idx = self.indices
-        if (bits == 1) != (idx is None):
-            raise ValueError(f"a {bits}-bit code has {'no' if bits == 1 else 'an'} MSE stage: indices must be "
-                             f"{'None' if bits == 1 else 'given'}")
-        shape = signs.shape[:-1]
-        if idx is not None:
-            idx = _level_indices(idx, d, bits - 1)
-            if idx.shape[:-1] != shape:
-                raise ValueError(f"indices have leading shape {idx.shape[:-1]}, signs {shape}")
-        for name, value in (
-            ("signs", signs),
-            ("indices", idx),
-            ("residual_header", _header_array(self.residual_header, norm_dtype, shape, "residual_header")),
-            ("norm_header", _header_array(self.norm_header, norm_dtype, shape, "norm_header")),
-            ("d", d),
-            ("bits", bits),
-            ("seed", seed),
-            ("norm_dtype", norm_dtype),
-        ):
-            object.__setattr__(self, name, value)
-
-    @property
-    def residual_norms(self) -> np.ndarray:
-        """The stored residual norms as float64, shape ``(...)``."""
-        return self._values(self.residual_header)
-
-    def select(self, index: Any) -> QJLCodes:
-        """The codes of ``index`` (any NumPy index into the leading shape), exactly."""
-        idx = None if self.indices is None else self.indices[index]
-        return QJLCodes(
-            idx, self.signs[index], self.residual_header[index], self.norm_header[index],
-            self.d, self.bits, self.seed, self.norm_dtype,
-        )
-
-
-def _header(values: np.ndarray, norm_dtype: str) -> np.ndarray:
-    """Header bit patterns of ``values`` (any shape), rounded to ``norm_dtype``; raises on overflow."""
-    bits = encode_norms(values.reshape(-1), norm_dtype)
-    return bits.astype(np.uint16 if NORM_DTYPES[norm_dtype] == 16 else np.uint32).reshape(values.shape)
-
-
-class _TurboQuantBase:
-    """What both TurboQuant variants share: the rotation, the rate, the norms and the storage accounting."""
 
     #: Norm headers per vector (1 for -mse; 2 for -prod: norm and residual norm).
     n_headers = 1
     name = "turboquant-base"
+    codes_type: ClassVar[type] = ScalarCodes  # each variant sets its own
 
     def __init__(self, d: int, bits: int, seed: int = 0, *, norm_dtype: str = "float16") -> None:
         self.d = check_int(d, "d (dimension)", minimum=2)
         self.bits = check_bits(bits)
         self.seed = check_int(seed, "seed", minimum=0)
-        if norm_dtype not in NORM_DTYPES:
-            raise ValueError(f"norm_dtype must be one of {sorted(NORM_DTYPES)}, got {norm_dtype!r}")
-        self.norm_dtype = norm_dtype
+        self.norm_dtype = check_norm_dtype(norm_dtype)
         self._rotation = DenseRotation(self.d, self.seed)
 
     def __repr__(self) -> str:
@@ -234,45 +67,75 @@ class _TurboQuantBase:
         return self.n_headers * NORM_DTYPES[self.norm_dtype]
 
     @property
-    def rate_bits(self) -> float:
-        """Bits per coordinate of the direction code (the norm headers are not counted)."""
-        return float(self.bits)
+    def index_bits_per_vector(self) -> int:
+        """Bits of the levels (and QJL signs) of one vector, ``d * bits``."""
+        return self.d * self.bits
 
     @property
-    def bits_per_vector(self) -> int:
-        """Storage of one vector in bits: ``d * bits`` + the norm header(s)."""
-        return self.d * self.bits + self.norm_bits
-
-    @property
-    def compression_ratio(self) -> float:
-        """``16 d / bits_per_vector``: fp16 size over code size (norms included)."""
-        return 16.0 * self.d / self.bits_per_vector
+    def side_bits_per_vector(self) -> int:
+        """Bits of the norm header(s) of one vector, :attr:`norm_bits`."""
+        return self.norm_bits
 
     def _split(self, x: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validated rows ``(n, d)``: header bits of the norms, and the rotated unit directions."""
         x = as_vectors(x, self.d)
         rows = x.reshape(-1, self.d)
         norms = row_norms(rows)  # no overflow for entries up to the float64 maximum
-        header = _header(norms, self.norm_dtype)  # raises when a norm overflows the header format
+        header = header_array(norms, self.norm_dtype)  # raises when a norm overflows the header format
         safe = np.where(norms > 0, norms, 1.0)
         return x.shape[:-1], header, self._rotation.forward(rows / safe[:, None])
 
-    def _check_codes(self, codes: object, kind: type) -> Any:
+    def _check_codes(self, codes: object, kind: type | None = None) -> Any:
+        kind = self.codes_type if kind is None else kind
         if not isinstance(codes, kind):
             raise TypeError(f"expected {kind.__name__} (codes of {type(self).__name__}), got {type(codes).__name__}")
         mine = (self.d, self.bits, self.seed, self.norm_dtype)
         theirs = (codes.d, codes.bits, codes.seed, codes.norm_dtype)
-        if mine != theirs:
-            names = ("d", "bits", "seed", "norm_dtype")
-            diff = [f"{n}={b!r} (codec has {a!r})" for n, a, b in zip(names, mine, theirs) if a != b]
-            raise ValueError("codes were made by a different codec: " + ", ".join(diff))
+        check_same_codec(("d", "bits", "seed", "norm_dtype"), mine, theirs)
         return codes
 
-    def _flat_index(self, codes: Any, i: int) -> int:
-        n = math.prod(codes.shape)
-        if n == 0:
-            raise ValueError("decode_row on empty codes: there is no vector to decode")
-        return check_int(i, "index", minimum=-n, maximum=n - 1) % n
+    def decode(self, codes: Any) -> np.ndarray:  # pragma: no cover - every variant defines it
+        raise NotImplementedError
+
+    def decode_row(self, codes: Any, i: int | tuple[int, ...]) -> np.ndarray:
+        """Decode vector ``i`` alone (a flat row-major index, or a tuple), shape ``(d,)``.
+
+        Parameters
+        ----------
+        codes : ScalarCodes or QJLCodes
+            Codes of this codec.
+        i : int or tuple of int
+            Index into ``codes.shape`` (see :func:`~fibquant_theory.codecs.base.flat_index`).
+
+        Returns
+        -------
+        numpy.ndarray
+            The vector, shape ``(d,)``; equals ``decode(codes).reshape(-1, d)[i]`` exactly.
+        """
+        codes = self._check_codes(codes)
+        i = flat_index(codes.shape, i)
+        return self.decode(codes.flat().select(slice(i, i + 1)))[0]
+
+    def take(self, codes: Any, index: object, axis: int = 0) -> Any:
+        """The codes of positions ``index`` along axis ``axis`` of ``codes.shape``, exactly (the arrays are indexed).
+
+        Parameters
+        ----------
+        codes : ScalarCodes or QJLCodes
+            Codes of this codec, leading shape ``S``.
+        index : array_like of int or bool
+            Positions along ``axis`` (see :func:`~fibquant_theory.codecs.base.take_positions`).
+        axis : int
+            Axis of ``S``.
+
+        Returns
+        -------
+        ScalarCodes or QJLCodes
+            Leading shape ``S`` with ``len(index)`` entries along ``axis``.
+        """
+        codes = self._check_codes(codes)
+        idx, ax = take_positions(codes.shape, index, axis)
+        return codes.select((slice(None),) * ax + (idx,))
 
     def _queries(self, q: object, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
         """Rotated queries broadcast against the codes' leading ``shape``: rows ``(n, d)`` and the output shape."""
@@ -309,6 +172,7 @@ class TurboQuantMSE(_TurboQuantBase):
     """
 
     name = "turboquant"
+    codes_type: ClassVar[type] = ScalarCodes
 
     def __init__(self, d: int, bits: int, seed: int = 0, *, norm_dtype: str = "float16") -> None:
         super().__init__(d, bits, seed, norm_dtype=norm_dtype)
@@ -330,13 +194,6 @@ class TurboQuantMSE(_TurboQuantBase):
         z = self.quantizer.decode(codes.indices.reshape(-1, self.d))
         x = self._rotation.inverse(z) * codes.norms.reshape(-1)[:, None]
         return x.reshape(codes.shape + (self.d,))
-
-    def decode_row(self, codes: ScalarCodes, i: int) -> np.ndarray:
-        """Decode the vector with flat (row-major) index ``i`` alone, shape ``(d,)``; equals ``decode(codes).reshape(-1, d)[i]`` exactly."""
-        codes = self._check_codes(codes, ScalarCodes)
-        i = self._flat_index(codes, i)
-        flat = ScalarCodes(codes.indices.reshape(-1, self.d), codes.norm_header.reshape(-1), self.d, self.bits, self.seed, self.norm_dtype)
-        return self.decode(flat.select(slice(i, i + 1)))[0]
 
     def inner_product(self, q: object, codes: ScalarCodes) -> np.ndarray:
         """Estimate ``<q, x>`` from the codes, for ``q`` of shape ``(d,)`` or broadcastable ``(..., d)``.
@@ -370,6 +227,7 @@ class TurboQuantProd(_TurboQuantBase):
 
     name = "turboquant-prod"
     n_headers = 2
+    codes_type: ClassVar[type] = QJLCodes
 
     def __init__(self, d: int, bits: int, seed: int = 0, *, norm_dtype: str = "float16") -> None:
         super().__init__(d, bits, seed, norm_dtype=norm_dtype)
@@ -394,7 +252,7 @@ class TurboQuantProd(_TurboQuantBase):
         indices = None if self.quantizer is None else self.quantizer.encode(z)
         residual = z - self._mse_stage(indices, z.shape[0])
         signs = np.where(matmul_rows(residual, self._sketch_t) >= 0, 1, -1).astype(np.int8)
-        residual_header = _header(row_norms(residual), self.norm_dtype)
+        residual_header = header_array(row_norms(residual), self.norm_dtype)
         return QJLCodes(
             None if indices is None else indices.reshape(lead + (self.d,)),
             signs.reshape(lead + (self.d,)),
@@ -416,17 +274,6 @@ class TurboQuantProd(_TurboQuantBase):
         x = self._rotation.inverse(self._rotated_direction(codes)) * codes.norms.reshape(-1)[:, None]
         return x.reshape(codes.shape + (self.d,))
 
-    def decode_row(self, codes: QJLCodes, i: int) -> np.ndarray:
-        """Decode the vector with flat (row-major) index ``i`` alone, shape ``(d,)``; equals ``decode(codes).reshape(-1, d)[i]`` exactly."""
-        codes = self._check_codes(codes, QJLCodes)
-        i = self._flat_index(codes, i)
-        flat = QJLCodes(
-            None if codes.indices is None else codes.indices.reshape(-1, self.d),
-            codes.signs.reshape(-1, self.d), codes.residual_header.reshape(-1), codes.norm_header.reshape(-1),
-            self.d, self.bits, self.seed, self.norm_dtype,
-        )
-        return self.decode(flat.select(slice(i, i + 1)))[0]
-
     def inner_product(self, q: object, codes: QJLCodes) -> np.ndarray:
         """Unbiased estimate of ``<q, x>`` from the codes (``q`` of shape ``(d,)`` or ``(..., d)``).
 
@@ -443,3 +290,48 @@ class TurboQuantProd(_TurboQuantBase):
         signs = spread(codes.signs.reshape(-1, self.d).astype(np.float64))
         qjl_part = spread(codes.residual_norms.reshape(-1)) * self._scale * row_dots(matmul_rows(qr, self._sketch_t), signs)
         return (spread(codes.norms.reshape(-1)) * (mse_part + qjl_part)).reshape(out_shape)
+
+
+# ----------------------------------------------------------------------------- factories
+def make_turboquant(d: int, *, bits: int | None = None, seed: int = 0, norm_dtype: str = "float16") -> TurboQuantMSE:
+    """TurboQuant-mse: ``TurboQuantMSE(d, bits, seed, norm_dtype=norm_dtype)``.
+
+    Parameters
+    ----------
+    d : int
+        Vector dimension, ``d >= 2``.
+    bits : int
+        Bits per coordinate, an integer 1..8 (required; an integral float such as ``2.0`` is accepted).
+    seed : int
+        Seed of the rotation.
+    norm_dtype : {"float16", "bfloat16", "float32"}
+        Format the norms are stored and counted in.
+
+    Returns
+    -------
+    TurboQuantMSE
+        The codec.
+    """
+    return TurboQuantMSE(d, integer_bits("turboquant", bits), seed, norm_dtype=norm_dtype)
+
+
+def make_turboquant_prod(d: int, *, bits: int | None = None, seed: int = 0, norm_dtype: str = "float16") -> TurboQuantProd:
+    """TurboQuant-prod (the QJL variant): ``TurboQuantProd(d, bits, seed, norm_dtype=norm_dtype)``.
+
+    Parameters
+    ----------
+    d : int
+        Vector dimension, ``d >= 2``.
+    bits : int
+        Total bits per coordinate, an integer 1..8 (required).
+    seed : int
+        Seed of the rotation and of the QJL matrix.
+    norm_dtype : {"float16", "bfloat16", "float32"}
+        Format the norm and the residual norm are stored and counted in.
+
+    Returns
+    -------
+    TurboQuantProd
+        The codec.
+    """
+    return TurboQuantProd(d, integer_bits("turboquant-prod", bits), seed, norm_dtype=norm_dtype)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fibquant_theory._table import format_table
+from fibquant_theory.config import DEMO_FAMILY_POINTS, DEMO_KV, DEMO_RD_POINTS
 from fibquant_theory.codecs.registry import make_codec
 from fibquant_theory.experiments.rd import rate_distortion
+from fibquant_theory.kv.report import KV_COLUMNS, flat_rows, write_csv
 
 __all__ = ["scalar_rd_table", "fibquant_rd_table", "plot_rd", "write_csv", "run_demo", "run_kv_demo", "RD_COLUMNS"]
 
@@ -81,51 +82,37 @@ def plot_rd(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     return path
 
 
-def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Write ``rows`` to a CSV file (columns from the first row); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-#: FibQuant points of the demo's rate–distortion table: (k, N) with log2(N)/k in {1, 2, 3, 4}.
-DEMO_FIBQUANT = ((8, 256), (4, 256), (2, 64), (2, 256))
-
-#: KV-cache settings of the demo: (method, options).
-DEMO_KV = (
-    ("fp", {}),
-    ("fibquant", {"block": 2, "codewords": 256}),
-    ("turboquant", {"bits": 4}),
-    ("fibquant", {"block": 4, "codewords": 256}),
-    ("turboquant", {"bits": 2}),
-)
-
-
 def fibquant_rd_table(
     dims: Sequence[int] = (64, 128),
-    points: Sequence[tuple[int, int]] = DEMO_FIBQUANT,
+    points: Sequence[tuple[int, int] | tuple[int, int, str]] = DEMO_RD_POINTS + DEMO_FAMILY_POINTS,
     n_samples: int = 100_000,
     seed: int = 0,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Rate–distortion rows of FibQuant codecs (designed codebooks, cached on disk)."""
-    grid = [(d, k, n) for d in dims for k, n in points if d % k == 0]
+    """Rate–distortion rows of FibQuant codecs (designed codebooks, cached on disk).
+
+    ``points`` are ``(k, N)`` (the shells design) or ``(k, N, family)``; a row's
+    ``method`` is ``fibquant k=K`` for the shells design and ``fibquant-FAMILY k=K N=N``
+    otherwise (the structured families beside the shells design at the same ``(k, N)``
+    are listed as ``fibquant-shells k=K N=N``).
+    """
+    grid = [(d, *point) for d in dims for point in points if d % point[0] == 0]
     rows = []
-    for d, k, n in tqdm(grid, desc="fibquant rate-distortion", disable=not progress):
-        row = rate_distortion(make_codec("fibquant", d, block=k, codewords=n, seed=seed), n_samples=n_samples, seed=seed)
-        rows.append({**row, "method": f"fibquant k={k}"})
+    for d, k, n, *family in tqdm(grid, desc="fibquant rate-distortion", disable=not progress):
+        options = {"block": k, "codewords": n, "seed": seed}
+        name = f"fibquant k={k}"
+        if family:
+            options["family"] = family[0]
+            name = f"fibquant-{family[0]} k={k} N={n}"
+        row = rate_distortion(make_codec("fibquant", d, **options), n_samples=n_samples, seed=seed)
+        rows.append({**row, "method": name})
     return rows
 
 
 def run_kv_demo(out: Path, max_tokens: int | None = None, progress: bool = True) -> str:
     """The KV-cache part of the demo on the embedded model; writes ``kv_demo.csv``; returns text."""
-    from fibquant_theory.cli.kv import KV_COLUMNS
+    from fibquant_theory.kv.cache import CodecCache
     from fibquant_theory.kv.evaluate import default_text_path, greedy_generate, kv_eval, load_model, perplexity, tokenize
-    from fibquant_theory.kv.cache import FibQuantCache
 
     model, tok = load_model()
     text_path = default_text_path()
@@ -134,11 +121,11 @@ def run_kv_demo(out: Path, max_tokens: int | None = None, progress: bool = True)
     rows = []
     for method, opts in tqdm(DEMO_KV, desc="kv-cache methods", disable=not progress):
         rows.append(kv_eval(method, model, ids, ctx=1024, stride=512, ppl_fp=ppl_fp, progress=progress, **opts))
-    flat = [{c: (str(r.get(c)) if isinstance(r.get(c), list) else r.get(c)) for c in KV_COLUMNS} for r in rows]
+    flat = flat_rows(rows, KV_COLUMNS)
     csv_path = write_csv(flat, out / "kv_demo.csv")
     prompt = "The GNU General Public License is"
     fp_text = greedy_generate(model, tok, prompt, None, 32)
-    cache = FibQuantCache(model.config, block=2, codewords=256)
+    cache = CodecCache.from_method(model.config, "fibquant", block=2, codewords=256)
     fq_text = greedy_generate(model, tok, prompt, cache, 32)
     header = f"SmolLM2-135M on {text_path} ({ids.shape[1]} tokens, ctx 1024, stride 512; no fp16 window, no fp layers)"
     gen = (

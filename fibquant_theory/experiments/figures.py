@@ -24,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fibquant_theory.codebooks.codebook import Codebook
+from fibquant_theory.config import FIGURES_FULL, FIGURES_QUICK
 
 from fibquant_theory.codebooks.design import design_codebook
 from fibquant_theory.codebooks.lloyd import nearest_codeword
@@ -35,8 +36,6 @@ __all__ = ["FIG2_NAME", "FIG3_NAME", "make_figures", "plot_codebooks_k2", "plot_
 FIG2_NAME = "fig2_codebooks_k2.png"
 FIG3_NAME = "fig3_mse_vs_rate.png"
 
-_QUICK = {"n_train": 20_000, "n_heldout": 20_000, "n_restarts": 1, "n_search": 20_000}
-_FULL = {"n_train": 200_000, "n_heldout": 100_000, "n_restarts": 3}
 
 
 def _pyplot() -> Any:
@@ -116,7 +115,7 @@ def plot_codebooks_k2(
         Show a progress bar.
     """
     plt = _pyplot()
-    opts = _QUICK if quick else _FULL
+    opts = FIGURES_QUICK if quick else FIGURES_FULL
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(
@@ -181,7 +180,7 @@ def plot_mse_vs_rate(
         ``k``, ``n_codewords``, ``rate_bits``, ``mse_per_coordinate``, ``design_seconds``.
     """
     plt = _pyplot()
-    opts = _QUICK if quick else _FULL
+    opts = FIGURES_QUICK if quick else FIGURES_FULL
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     jobs = [(k, n) for k in blocks for n in rate_grid(k, quick=quick)]

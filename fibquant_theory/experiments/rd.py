@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from fibquant_theory._validation import check_int
+from fibquant_theory.codecs.base import Codec
 from fibquant_theory.numerics.fixed_order import row_dots, row_sumsq
 from fibquant_theory.theory.source import sample_unit_vectors
 
 __all__ = ["Codec", "rate_distortion", "shannon_bound"]
-
-
-class Codec(Protocol):
-    """What :func:`rate_distortion` needs of a codec."""
-
-    d: int
-    name: str
-
-    @property
-    def rate_bits(self) -> float: ...
-
-    def encode(self, x: np.ndarray) -> Any: ...
-
-    def decode(self, codes: Any) -> np.ndarray: ...
-
-    def inner_product(self, q: np.ndarray, codes: Any) -> np.ndarray: ...
 
 
 def shannon_bound(rate_bits: float) -> float:
@@ -41,8 +26,9 @@ def rate_distortion(codec: Codec, n_samples: int = 100_000, seed: int = 0, chunk
     Parameters
     ----------
     codec : Codec
-        Any object with ``d``, ``name``, ``rate_bits``, ``encode``, ``decode``
-        and ``inner_product``.
+        A codec (:class:`fibquant_theory.codecs.base.Codec`); only ``d``,
+        ``name``, ``rate_bits``, ``encode``, ``decode`` and ``inner_product``
+        are used.
     n_samples : int
         Number of unit vectors (``>= 2``).
     seed : int

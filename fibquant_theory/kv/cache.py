@@ -1,10 +1,18 @@
 """Hugging Face ``transformers`` caches that store keys and values as codec codes.
 
-``model(..., past_key_values=FibQuantCache(model.config, block=8, codewords=256))``
+``model(..., past_key_values=CodecCache.from_method(model.config, "fibquant", block=8, codewords=256))``
 and ``model.generate(..., past_key_values=...)`` work like with a ``DynamicCache``,
 but every layer keeps only the codes (packed indices + norm headers) of its keys and
 values, plus an optional full-precision window of the most recent tokens; the
 tensors that attention reads are decoded from the codes at every read.
+
+One cache class serves every registered method
+(:data:`~fibquant_theory.codecs.registry.SPECS`):
+:meth:`CodecCache.from_method` builds the key and value codecs of a method from
+its options (``value_<rate option>``, e.g. ``value_bits``, gives the values
+their own rate; a method's spec may set its codecs up per role, e.g. KIVI's
+per-channel keys in groups of ``group_size`` tokens and per-token values), and
+the :class:`CodecCache` constructor takes any two methods and their codec options.
 
 Options (both default *off*, and every table states them):
 
@@ -34,13 +42,12 @@ it is counted at; a value that ``float16`` cannot hold is refused with a
 The batch operations of generation (:meth:`CodecLayer.reorder_cache` for beam
 search, :meth:`~CodecLayer.batch_select_indices`,
 :meth:`~CodecLayer.batch_repeat_interleave`) and :meth:`CodecLayer.crop` act on
-the stored codes themselves (:func:`take_codes`): the codes are indexed, never
-decoded and re-encoded, so no token is quantized twice.
+the stored codes themselves (:func:`~fibquant_theory.kv.codes.take_codes`): the
+codes are indexed, never decoded and re-encoded, so no token is quantized twice.
 """
 
 from __future__ import annotations
 
-import inspect
 import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -49,11 +56,8 @@ import numpy as np
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
-from fibquant_theory.codecs.fibquant import FibQuantCodec, FibQuantCodes
-from fibquant_theory.codecs.kivi import KIVICodes
-from fibquant_theory.codecs.registry import METHODS, make_codec
-from fibquant_theory.codecs.packing import pack_indices, unpack_indices
-from fibquant_theory.codecs.turboquant import QJLCodes, ScalarCodes
+from fibquant_theory.codecs.registry import FP_METHOD, SPECS, get_spec, make_codec
+from fibquant_theory.kv.codes import codes_nbytes, keep_tokens, take_codes
 
 #: Values of the ``center`` option.
 CENTER_MODES = ("none", "key", "value", "both")
@@ -62,9 +66,6 @@ __all__ = [
     "CENTER_MODES",
     "CodecCache",
     "CodecLayer",
-    "FibQuantCache",
-    "KiviCache",
-    "TurboQuantCache",
     "check_fp_layers",
     "codes_nbytes",
     "head_dim_of",
@@ -74,20 +75,6 @@ __all__ = [
 
 #: Largest finite float16.
 _FP16_MAX = float(torch.finfo(torch.float16).max)
-
-
-def codes_nbytes(codes: Any, codec: Any) -> int:
-    """Stored bytes of a codes object.
-
-    Packed codes (FibQuant, KIVI) report their real ``nbytes``. The reference
-    TurboQuant codes keep one array entry per index/sign (for clarity); they are
-    counted at their fixed-rate packed size, ``ceil(n * bits_per_vector / 8)``,
-    which is what a packed TurboQuant store takes.
-    """
-    if hasattr(codes, "nbytes"):
-        return int(codes.nbytes)
-    n = int(np.prod(codes.norms.shape))
-    return -(-n * int(codec.bits_per_vector) // 8)
 
 
 def head_dim_of(config: Any) -> int:
@@ -147,96 +134,13 @@ def check_fp_layers(fp_layers: Iterable[int], n_layers: int, name: str = "fp_lay
 
 
 def _check_codec_options(owner: str, method: str, options: dict[str, Any], role: str) -> None:
-    """Raise ``TypeError`` for options that the factory of ``method`` would silently drop."""
-    factory = METHODS.get(method)
-    if factory is None:
+    """Raise ``TypeError`` for options that the factory of ``method`` would not take."""
+    spec = SPECS.get(method)
+    if spec is None:
         return  # make_codec names the unknown method
-    params = list(inspect.signature(factory).parameters.values())[1:]  # the first one is d
-    known = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    unknown = sorted(set(options) - known)
+    unknown = sorted(set(options) - set(spec.options))
     if unknown:
-        raise TypeError(f"{owner}: unknown {role} option(s) {unknown} for method {method!r}; known: {sorted(known)}")
-
-
-def take_codes(codes: Any, codec: Any, index: object, axis: int = 0) -> Any:
-    """The codes of positions ``index`` along axis ``axis`` of the leading shape, exactly.
-
-    The stored indices, signs, norm headers and metadata are indexed as they are
-    (records are unpacked and packed again where they are bit-packed); nothing is
-    decoded and re-encoded, so the result is identical to encoding the selected
-    vectors.
-
-    Parameters
-    ----------
-    codes : FibQuantCodes, ScalarCodes, QJLCodes or KIVICodes
-        Codes with leading shape ``codes.shape``.
-    codec : codec
-        The codec that made ``codes`` (FibQuant records are unpacked with it).
-    index : array_like of int or bool
-        Positions along ``axis`` (repeats and any order allowed), or a boolean mask.
-    axis : int
-        Axis of ``codes.shape``. For per-channel KIVI codes along their last
-        (token) axis, only a prefix ``arange(n)`` is supported: the metadata of a
-        token group cannot be split.
-
-    Returns
-    -------
-    codes
-        The same kind of codes, with leading shape ``codes.shape`` where axis
-        ``axis`` has ``len(index)`` entries.
-    """
-    shape = tuple(codes.shape)
-    if not shape:
-        raise ValueError("take_codes needs codes with a leading shape, got the codes of a single vector")
-    ax = axis + len(shape) if axis < 0 else axis
-    if not 0 <= ax < len(shape):
-        raise ValueError(f"axis {axis} is out of range for codes of leading shape {shape}")
-    idx = np.asarray(index)
-    if idx.dtype == bool:
-        if idx.shape != (shape[ax],):
-            raise IndexError(f"a boolean index must have shape ({shape[ax]},), got {idx.shape}")
-        idx = np.flatnonzero(idx)
-    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-        raise IndexError(f"index must be a 1-D array of integers or booleans, got {idx.dtype} {idx.shape}")
-    idx = idx.astype(np.int64)
-    if idx.size and (idx.min() < -shape[ax] or idx.max() >= shape[ax]):
-        raise IndexError(f"index out of range for axis {axis} of size {shape[ax]}: {idx.min()}..{idx.max()}")
-    idx = idx % max(shape[ax], 1)
-
-    if isinstance(codes, FibQuantCodes):
-        if not isinstance(codec, FibQuantCodec):
-            raise TypeError(f"FibQuantCodes need their FibQuantCodec, got {type(codec).__name__}")
-        indices, norms = codec.unpack(codes)  # norms are header values: packing them again is exact
-        indices = np.take(indices.reshape(shape + (indices.shape[-1],)), idx, axis=ax)
-        return codec.pack(indices, np.take(norms.reshape(shape), idx, axis=ax))
-    if isinstance(codes, (ScalarCodes, QJLCodes)):
-        return codes.select((slice(None),) * ax + (idx,))
-    if isinstance(codes, KIVICodes):
-        d, radix = codes.d, 1 << codes.bits
-        q = unpack_indices(codes.payload, codes.n_vectors, d, radix) if codes.n_vectors else np.zeros((0, d), np.int64)
-        q = np.take(q.reshape(shape + (d,)), idx, axis=ax)
-        if codes.mode == "per-token" or ax < len(shape) - 1:
-            scale, zero = np.take(codes.scale, idx, axis=ax), np.take(codes.zero, idx, axis=ax)
-        else:
-            if not np.array_equal(idx, np.arange(idx.size)):
-                raise ValueError("per-channel KIVI codes can keep only a prefix of their tokens (groups share metadata)")
-            groups = -(-idx.size // codes.group_size)
-            scale, zero = codes.scale[..., :groups, :].copy(), codes.zero[..., :groups, :].copy()
-        payload = pack_indices(q.reshape(-1, d), radix) if q.size else np.zeros(0, np.uint8)
-        return KIVICodes(payload, q.shape[:-1], scale, zero, codes.bits, d, codes.mode, codes.group_size)
-    raise TypeError(f"take_codes does not know codes of type {type(codes).__name__}")
-
-
-def _keep_tokens(chunks: list[Any], codec: Any, n: int) -> list[Any]:
-    """The first ``n`` tokens (last leading axis) of a list of token chunks of codes."""
-    out, left = [], n
-    for c in chunks:
-        t = c.shape[-1]
-        if left <= 0:
-            break
-        out.append(c if t <= left else take_codes(c, codec, np.arange(left), axis=-1))
-        left -= t
-    return out
+        raise TypeError(f"{owner}: unknown {role} option(s) {unknown} for method {method!r}; known: {sorted(spec.options)}")
 
 
 class CodecLayer(DynamicLayer):
@@ -449,8 +353,8 @@ class CodecLayer(DynamicLayer):
         from_codes = drop - from_window
         if from_codes:
             keep = self.n_compressed - from_codes
-            self.key_codes = _keep_tokens(self.key_codes, self.key_codec, keep)
-            self.value_codes = _keep_tokens(self.value_codes, self.value_codec, keep)
+            self.key_codes = keep_tokens(self.key_codes, self.key_codec, keep)
+            self.value_codes = keep_tokens(self.value_codes, self.value_codec, keep)
             self.n_compressed = keep
         self.cumulative_length -= drop
 
@@ -488,15 +392,20 @@ class _Fp16Layer(DynamicLayer):
 class CodecCache(Cache):
     """A ``transformers`` cache whose layers store keys and values with the given codecs.
 
+    :meth:`from_method` builds one from a method and its options (the usual
+    way); the constructor takes the two codecs' methods and options as they are.
+
     Parameters
     ----------
     config : transformers.PretrainedConfig
         The model's config (number of layers, head dimension).
     key_method, value_method : str
-        Codec names (see :data:`fibquant_theory.codecs.registry.METHODS`).
+        Codec names (see :data:`fibquant_theory.codecs.registry.METHODS`;
+        ``value_method`` defaults to ``key_method``).
     key_options, value_options : dict
-        Options of the two codecs (e.g. ``{"block": 8, "codewords": 256}``); an
-        option the method does not take raises ``TypeError``.
+        Options of the two codecs (e.g. ``{"block": 8, "codewords": 256}``;
+        ``value_options`` defaults to ``key_options``); an option the method
+        does not take raises ``TypeError``.
     window : int
         Most recent tokens kept in fp16 (default 0: off).
     fp_layers : sequence of int
@@ -555,6 +464,60 @@ class CodecCache(Cache):
         layers = [_Fp16Layer() if i in fp else CodecLayer(key_codec, value_codec, window, chunk, center) for i in range(n_layers)]
         super().__init__(layers=layers)
 
+    @classmethod
+    def from_method(
+        cls,
+        config: Any,
+        method: str,
+        *,
+        window: int = 0,
+        fp_layers: Sequence[int] = (),
+        center: str = "none",
+        **options: Any,
+    ) -> CodecCache:
+        """The cache of a registered KV method, its key and value codecs set up by the method's spec.
+
+        Parameters
+        ----------
+        config : transformers.PretrainedConfig
+            The model's config (number of layers, head dimension).
+        method : str
+            A KV method of :data:`fibquant_theory.codecs.registry.SPECS` (not ``"fp"``).
+        window, fp_layers, center
+            As in :class:`CodecCache`.
+        **options
+            The method's KV options (:attr:`~fibquant_theory.codecs.registry.MethodSpec.kv_options`):
+            its codec options, e.g. ``block=8, codewords=256`` or ``bits=4``, for
+            keys and values, and ``value_<rate option>`` (``value_block``,
+            ``value_codewords``, ``value_bits``) for the values' own rate
+            (``None``: the keys').
+
+        Returns
+        -------
+        CodecCache
+            The cache (``settings["method"]`` names the method). For ``"kivi"``:
+            per-channel keys in groups of ``group_size`` tokens (they leave the
+            fp16 window in whole groups) and per-token values.
+
+        Raises
+        ------
+        TypeError
+            An option the method's KV cache does not take (the message names it
+            and lists those it takes), or a non-integer ``window`` or layer index.
+        ValueError
+            An unknown method, ``"fp"``, a missing or bad codec option, or a bad
+            ``window``, ``center`` or ``fp_layers``.
+        """
+        if method == FP_METHOD:
+            raise ValueError("method 'fp' compresses nothing: use the model's own cache (past_key_values=None)")
+        spec = get_spec(method)
+        if not spec.kv:
+            raise ValueError(f"method {method!r} is not a KV-cache method")
+        key, value, chunk = spec.kv_codec_options(options, owner=f"{cls.__name__}.from_method")
+        cache = cls(config, method, key, method, value, window=window, fp_layers=fp_layers, chunk=chunk, center=center)
+        cache.settings["method"] = method
+        return cache
+
     def memory_bytes(self) -> int:
         """Bytes stored by all layers (codes, norm headers, fp16 windows and fp layers)."""
         return sum(layer.memory_bytes() for layer in self.layers)
@@ -567,83 +530,3 @@ class CodecCache(Cache):
         """``fp16_bytes() / memory_bytes()`` (``nan`` while empty)."""
         mem = self.memory_bytes()
         return self.fp16_bytes() / mem if mem else float("nan")
-
-
-class FibQuantCache(CodecCache):
-    """FibQuant keys and values: block size ``block``, ``codewords`` per codebook (values may differ).
-
-    ``**options`` are further FibQuant options for both codecs (``rotation``,
-    ``norm_dtype``, ``encoder``, ``packing``, ``probes``, ``n_clusters``, ``top``,
-    ``n_train``, ``n_heldout``, ``cache``; see :mod:`fibquant_theory.codecs.registry`);
-    any other raises ``TypeError``.
-    """
-
-    def __init__(
-        self,
-        config: Any,
-        block: int = 8,
-        codewords: int = 256,
-        *,
-        value_block: int | None = None,
-        value_codewords: int | None = None,
-        seed: int = 0,
-        window: int = 0,
-        fp_layers: Sequence[int] = (),
-        center: str = "none",
-        **options: Any,
-    ) -> None:
-        if "bits" in options:
-            raise TypeError(f"{type(self).__name__} takes codewords=N (N = 2**(bits*block)), not bits; got bits={options['bits']!r}")
-        k_opt = {"block": block, "codewords": codewords, "seed": seed, **options}
-        v_opt = {"block": value_block or block, "codewords": value_codewords or codewords, "seed": seed, **options}
-        super().__init__(config, "fibquant", k_opt, "fibquant", v_opt, window=window, fp_layers=fp_layers, center=center)
-
-
-class TurboQuantCache(CodecCache):
-    """TurboQuant keys and values (``prod=True``: the QJL variant)."""
-
-    def __init__(
-        self,
-        config: Any,
-        bits: int = 4,
-        *,
-        value_bits: int | None = None,
-        prod: bool = False,
-        seed: int = 0,
-        window: int = 0,
-        fp_layers: Sequence[int] = (),
-        center: str = "none",
-    ) -> None:
-        name = "turboquant-prod" if prod else "turboquant"
-        k_opt, v_opt = {"bits": bits, "seed": seed}, {"bits": value_bits or bits, "seed": seed}
-        super().__init__(config, name, k_opt, name, v_opt, window=window, fp_layers=fp_layers, center=center)
-
-
-class KiviCache(CodecCache):
-    """KIVI-style uniform integer baseline (per-channel keys, per-token values).
-
-    ``group_size`` tokens share the per-channel key metadata (keys leave the fp16
-    window in whole groups); ``meta_dtype`` (``"float16"`` or ``"float32"``) stores
-    the steps and zero points; ``seed`` is accepted for a uniform signature (KIVI
-    is deterministic).
-    """
-
-    def __init__(
-        self,
-        config: Any,
-        bits: int = 2,
-        *,
-        value_bits: int | None = None,
-        group_size: int = 32,
-        meta_dtype: str = "float16",
-        seed: int = 0,
-        window: int = 0,
-        fp_layers: Sequence[int] = (),
-        center: str = "none",
-    ) -> None:
-        group = _check_count(group_size, "group_size", 1)
-        common = {"seed": seed, "meta_dtype": meta_dtype}
-        k_opt = {"bits": bits, "mode": "per-channel", "group_size": group, **common}
-        v_opt = {"bits": value_bits or bits, "mode": "per-token", **common}
-        # Keys leave the fp16 window in whole per-channel groups.
-        super().__init__(config, "kivi", k_opt, "kivi", v_opt, window=window, fp_layers=fp_layers, chunk=group, center=center)

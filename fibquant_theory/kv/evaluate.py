@@ -39,8 +39,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from fibquant_theory.cli.kv import KV_METHODS  # noqa: E402
-from fibquant_theory.kv.cache import CodecCache, FibQuantCache, KiviCache, TurboQuantCache  # noqa: E402
+from fibquant_theory.codecs.registry import FP_METHOD, KV_METHODS, SPECS, get_spec, kv_methods  # noqa: E402
+from fibquant_theory.kv.cache import CodecCache  # noqa: E402
+from fibquant_theory.kv.report import KV_COLUMNS, flat_rows, write_csv  # noqa: E402
 
 __all__ = [
     "GGUF_FILE",
@@ -53,6 +54,10 @@ __all__ = [
     "attention_fidelity",
     "kv_eval",
     "greedy_generate",
+    "pareto_configs",
+    "kv_pareto",
+    "plot_pareto",
+    "KV_COLUMNS",
     "KV_METHODS",
 ]
 
@@ -114,62 +119,73 @@ def tokenize(tokenizer: Any, text: str, max_tokens: int | None = None) -> torch.
     return ids
 
 
-#: Options of :func:`make_cache_factory` that every method takes, and those of each method.
-_COMMON_OPTIONS = ("window", "fp_layers", "center")
-_METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
-    "fp": (),
-    "fibquant": ("block", "codewords", "value_block", "value_codewords", "seed"),
-    "turboquant": ("bits", "value_bits", "seed"),
-    "turboquant-prod": ("bits", "value_bits", "seed"),
-    "kivi": ("bits", "value_bits", "seed"),
-}
+#: Options of :func:`make_cache_factory` that every method takes (the codec options come from the registry).
+COMMON_OPTIONS = ("window", "fp_layers", "center")
+
+
+def kv_option_names() -> list[str]:
+    """Every option :func:`make_cache_factory` knows: :data:`COMMON_OPTIONS` and every KV method's options.
+
+    Returns
+    -------
+    list of str
+        Sorted names.
+    """
+    return sorted(set(COMMON_OPTIONS).union(*(spec.kv_options for spec in SPECS.values() if spec.kv)))
 
 
 def make_cache_factory(method: str, config: Any, **options: Any) -> Callable[[], CodecCache | None]:
     """A function returning a fresh cache of ``method`` (``None`` for ``"fp"``: the model's DynamicCache).
 
-    ``options``: ``block``, ``codewords`` (fibquant), ``bits`` (turboquant, kivi),
-    ``value_block``, ``value_codewords``, ``value_bits``, ``window``, ``fp_layers``, ``center``, ``seed``;
-    ``None`` means "not given". One cache is built at once, so that bad settings raise here,
-    before any evaluation.
+    Parameters
+    ----------
+    method : str
+        One of :data:`~fibquant_theory.codecs.registry.KV_METHODS`.
+    config : transformers.PretrainedConfig
+        The model's config.
+    **options
+        ``window``, ``fp_layers``, ``center`` and the method's KV options
+        (:attr:`~fibquant_theory.codecs.registry.MethodSpec.kv_options`, e.g.
+        ``block``, ``codewords``, ``value_block``, ``value_codewords`` for
+        fibquant, ``bits``, ``value_bits`` for turboquant and kivi, ``seed``);
+        ``None`` means "not given".
+
+    Returns
+    -------
+    callable
+        ``factory()`` -> a fresh :class:`~fibquant_theory.kv.cache.CodecCache`
+        (``None`` for ``"fp"``). One cache is built at once, so that bad
+        settings raise here, before any evaluation.
 
     Raises
     ------
     TypeError
-        An option name outside the list above.
+        An option that no method takes (see :func:`kv_option_names`).
     ValueError
         An unknown method, a missing required option, an option the method does not take
         (e.g. ``block`` for turboquant), or a setting the cache refuses (e.g. an out-of-range
         ``fp_layers`` index).
     """
-    if method not in _METHOD_OPTIONS:
-        raise ValueError(f"unknown method {method!r}; choose from {KV_METHODS}")
-    known = set(_COMMON_OPTIONS).union(*_METHOD_OPTIONS.values())
-    unknown = sorted(set(options) - known)
+    if method not in kv_methods():
+        raise ValueError(f"unknown method {method!r}; choose from {kv_methods()}")
+    known = kv_option_names()
+    unknown = sorted(set(options) - set(known))
     if unknown:
-        raise TypeError(f"make_cache_factory: unknown option(s) {unknown}; known: {sorted(known)}")
+        raise TypeError(f"make_cache_factory: unknown option(s) {unknown}; known: {known}")
     opts = {k: v for k, v in options.items() if v is not None}
-    common = {k: opts.pop(k) for k in _COMMON_OPTIONS if k in opts}
-    if method == "fp":
+    common = {k: opts.pop(k) for k in COMMON_OPTIONS if k in opts}
+    if method == FP_METHOD:
         # the fp method ignores the cache settings (its row reports them as given)
         return lambda: None
-    foreign = sorted(set(opts) - set(_METHOD_OPTIONS[method]))
+    spec = get_spec(method)
+    foreign = sorted(set(opts) - set(spec.kv_options))
     if foreign:
         raise ValueError(f"method {method} does not take {', '.join(foreign)}")
-    kw = dict(opts)
-    if method == "fibquant":
-        if "block" not in kw or "codewords" not in kw:
-            raise ValueError("method fibquant needs block and codewords")
-        FibQuantCache(config, **kw, **common)  # design/check codebooks once, before timing starts
-        return lambda: FibQuantCache(config, **kw, **common)
-    if "bits" not in kw:
-        raise ValueError(f"method {method} needs bits")
-    if method == "kivi":
-        KiviCache(config, **kw, **common)  # check the settings at once
-        return lambda: KiviCache(config, **kw, **common)
-    prod = method == "turboquant-prod"
-    TurboQuantCache(config, prod=prod, **kw, **common)  # check the settings at once
-    return lambda: TurboQuantCache(config, prod=prod, **kw, **common)
+    missing = spec.missing(list(opts), kv=True)
+    if missing:
+        raise ValueError(f"method {method} needs {' and '.join(' or '.join(group) for group in missing)}")
+    CodecCache.from_method(config, method, **opts, **common)  # design/check the codecs once, before timing starts
+    return lambda: CodecCache.from_method(config, method, **opts, **common)
 
 
 @torch.no_grad()
@@ -329,15 +345,14 @@ def greedy_generate(model: Any, tokenizer: Any, prompt: str, cache: Any = None, 
 
 
 def pareto_configs() -> list[tuple[str, dict[str, Any]]]:
-    """The default sweep of :func:`kv_pareto` (method, options)."""
-    cfgs: list[tuple[str, dict[str, Any]]] = [("turboquant", {"bits": b}) for b in (2, 3, 4)]
-    cfgs += [("turboquant-prod", {"bits": b}) for b in (2, 3, 4)]
-    cfgs += [("kivi", {"bits": b}) for b in (2, 4)]
-    cfgs += [
-        ("fibquant", {"block": k, "codewords": n})
-        for k, n in ((2, 256), (2, 64), (4, 256), (8, 256), (16, 256), (32, 128))
-    ]
-    return cfgs
+    """The default sweep of :func:`kv_pareto`: ``(method, options)`` for every KV method's ``kv_sweep``.
+
+    Returns
+    -------
+    list of (str, dict)
+        The settings, in registration order (see :data:`~fibquant_theory.codecs.registry.SPECS`).
+    """
+    return [(name, dict(opts)) for name, spec in SPECS.items() if spec.kv for opts in spec.kv_sweep]
 
 
 def kv_pareto(
@@ -349,16 +364,34 @@ def kv_pareto(
     stride: int = 512,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Sweep methods and rates; write ``kv_pareto.csv`` and ``kv_pareto.png`` under ``out``."""
-    from fibquant_theory.experiments.demo import write_csv
+    """Sweep methods and rates; write ``kv_pareto.csv`` and ``kv_pareto.png`` under ``out``.
 
+    Parameters
+    ----------
+    model : transformers causal LM
+    ids : torch.Tensor
+        Token ids, shape ``(1, n)``.
+    out : str or os.PathLike
+        Output folder.
+    configs : sequence of (str, dict), optional
+        ``(method, options)`` to evaluate (default :func:`pareto_configs`).
+    ctx, stride : int
+        Perplexity window and new tokens per window.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of dict
+        One :func:`kv_eval` row per setting.
+    """
     configs = list(configs or pareto_configs())
     ppl_fp, _ = perplexity(model, ids, lambda: None, ctx, stride)
     rows = []
     for method, opts in tqdm(configs, desc="kv-pareto", disable=not progress):
         rows.append(kv_eval(method, model, ids, ctx=ctx, stride=stride, ppl_fp=ppl_fp, **opts))
     out = Path(out)
-    flat = [{k: (str(v) if isinstance(v, list) else v) for k, v in r.items()} for r in rows]
+    flat = flat_rows(rows)
     keys = sorted({k for r in flat for k in r}, key=lambda k: list(flat[0]).index(k) if k in flat[0] else 99)
     write_csv([{k: r.get(k) for k in keys} for r in flat], out / "kv_pareto.csv")
     plot_pareto(rows, out / "kv_pareto.png")

@@ -23,8 +23,10 @@ All searches return ``(index, distance)`` where ``distance`` is the squared
 Euclidean distance to the returned codeword, recomputed directly from the
 coordinates; the fast searches can only be worse than (or equal to) the
 exhaustive one, never better, and what they report is what they return.
-The kernels are compiled without fastmath and sum in a fixed order, so the
-indices have the same bits on every x86-64 machine.
+The three searches above rank the codewords by the expanded score :math:`\|c\|^2 - 2\,y\cdot c`
+and share the kernels of :mod:`~fibquant_theory.search.kernel` (compiled without
+fastmath, sums in a fixed order), so the indices have the same bits on every
+x86-64 machine.
 """
 
 from __future__ import annotations
@@ -36,8 +38,14 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from fibquant_theory._validation import check_distance_range, check_int
+from fibquant_theory._validation import as_rows, check_distance_range, check_int
 from fibquant_theory.numerics.fixed_order import row_sumsq
+from fibquant_theory.search.kernel import (
+    _expanded_score,
+    _nearest_expanded,
+    _scan_expanded,
+    _squared_distance,
+)
 
 __all__ = [
     "ENCODERS",
@@ -51,59 +59,13 @@ __all__ = [
 ]
 
 #: Encoder names understood by :func:`make_search`.
-ENCODERS = ("exhaustive", "two-stage", "clustered")
+#: ``"structured"`` is the codebook family's exact closed-form decoder (``codebook.structure.search(points)``).
+ENCODERS = ("exhaustive", "two-stage", "clustered", "structured")
 
 
 # ----------------------------------------------------------------------------- kernels
-@njit(cache=True, nogil=True, inline="always")
-def _search_range(y, i, sorted_points, sorted_norm2, order, lo, hi, best, best_p):  # pragma: no cover - compiled
-    """Best of ``sorted_points[lo:hi]`` for row ``i`` by ``|c|^2 - 2 y.c`` (ties to the lower original index)."""
-    k = y.shape[1]
-    for p in range(lo, hi):
-        dot = 0.0
-        for t in range(k):
-            dot += y[i, t] * sorted_points[p, t]
-        score = sorted_norm2[p] - 2.0 * dot
-        if score < best or (score == best and order[p] < order[best_p]):
-            best = score
-            best_p = p
-    return best, best_p
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _squared_distance(y, i, points, j):  # pragma: no cover - compiled
-    """``|y[i] - points[j]|^2`` computed directly (the reported distance)."""
-    dist = 0.0
-    for t in range(y.shape[1]):
-        diff = y[i, t] - points[j, t]
-        dist += diff * diff
-    return dist
-
-
-@njit(
-    "void(float64[:, ::1], float64[:, ::1], float64[::1], int64[::1], float64[::1])",
-    cache=True,
-    nogil=True,
-)
-def _exhaustive_kernel(y, points, norm2, idx_out, dist_out):  # pragma: no cover - compiled
-    """Nearest of all ``N`` codewords: minimise ``|c|^2 - 2 y.c``; report ``|y - c|^2`` exactly."""
-    n, k = y.shape
-    n_cw = points.shape[0]
-    for i in range(n):
-        best = np.inf
-        best_j = 0
-        for j in range(n_cw):
-            dot = 0.0
-            for t in range(k):
-                dot += y[i, t] * points[j, t]
-            score = norm2[j] - 2.0 * dot
-            if score < best:
-                best = score
-                best_j = j
-        idx_out[i] = best_j
-        dist_out[i] = _squared_distance(y, i, points, best_j)
-
-
+# The exhaustive encoder is search.kernel._nearest_expanded; the two below scan candidate ranges with
+# search.kernel._scan_expanded (the same score and tie rule).
 @njit(
     "void(float64[:, ::1], float64[:, ::1], float64[::1], int64[::1], int64[::1], float64[::1], int64, int64[::1], float64[::1])",
     cache=True,
@@ -131,7 +93,7 @@ def _two_stage_kernel(y, sorted_points, sorted_norm2, order, offsets, radii, pro
                     gap_best = gap
                     s_best = s
             chosen[s_best] = True
-            best, best_p = _search_range(y, i, sorted_points, sorted_norm2, order, offsets[s_best], offsets[s_best + 1], best, best_p)
+            best, best_p = _scan_expanded(y, i, sorted_points, sorted_norm2, order, offsets[s_best], offsets[s_best + 1], best, best_p)
         idx_out[i] = order[best_p]
         dist_out[i] = _squared_distance(y, i, sorted_points, best_p)
 
@@ -145,17 +107,14 @@ def _clustered_kernel(
     y, parents, parent_norm2, sorted_points, sorted_norm2, order, offsets, top, idx_out, dist_out
 ):  # pragma: no cover - compiled
     """``top`` nearest parents by ``|mu|^2 - 2 y.mu``, then an exhaustive search over their children."""
-    n, k = y.shape
+    n = y.shape[0]
     n_par = parents.shape[0]
     top_score = np.empty(top)
     top_id = np.empty(top, dtype=np.int64)
     for i in range(n):
         filled = 0
         for c in range(n_par):
-            dot = 0.0
-            for t in range(k):
-                dot += y[i, t] * parents[c, t]
-            score = parent_norm2[c] - 2.0 * dot
+            score = _expanded_score(y, i, parents, parent_norm2, c)
             if filled < top:
                 pos = filled
                 filled += 1
@@ -174,39 +133,12 @@ def _clustered_kernel(
         best_p = 0
         for r in range(filled):
             c = top_id[r]
-            best, best_p = _search_range(y, i, sorted_points, sorted_norm2, order, offsets[c], offsets[c + 1], best, best_p)
+            best, best_p = _scan_expanded(y, i, sorted_points, sorted_norm2, order, offsets[c], offsets[c + 1], best, best_p)
         idx_out[i] = order[best_p]
         dist_out[i] = _squared_distance(y, i, sorted_points, best_p)
 
 
 # ----------------------------------------------------------------------------- helpers
-def _as_points(points: object) -> np.ndarray:
-    arr = np.asarray(points)
-    if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
-        raise ValueError(f"codebook points must have shape (N, k) with N >= 2, got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise ValueError(f"codebook points must be real numbers, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not np.isfinite(arr).all():
-        raise ValueError("codebook points contain NaN or Inf")
-    return arr if arr.flags.writeable else arr.copy()
-
-
-def _as_blocks(y: object, k: int) -> np.ndarray:
-    arr = np.asarray(y)
-    if arr.ndim != 2 or arr.shape[1] != k:
-        raise ValueError(f"blocks must have shape (n, {k}), got {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"blocks must be real numbers, got dtype {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not arr.flags.writeable:  # the compiled kernels take writable arrays
-        arr = arr.copy()
-    if arr.size and not np.isfinite(arr).all():
-        bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        raise ValueError(f"blocks contain NaN or Inf (first bad row {bad})")
-    return arr
-
-
 def _group(labels: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """Stable order of the codewords by group, and the group offsets ``(n_groups + 1,)``."""
     order = np.argsort(labels, kind="stable").astype(np.int64)
@@ -229,7 +161,7 @@ class NearestCodewordSearch(ABC):
     name = "base"
 
     def __init__(self, points: object) -> None:
-        self.points = _as_points(points)
+        self.points = as_rows(points, "codebook points", min_rows=2)
         self.n_codewords, self.k = self.points.shape
         self._norm2 = row_sumsq(self.points)
 
@@ -260,7 +192,7 @@ class NearestCodewordSearch(ABC):
         distance : numpy.ndarray
             Squared distance to the returned codeword, shape ``(n,)``, float64.
         """
-        y = _as_blocks(y, self.k)
+        y = as_rows(y, "blocks", k=self.k)
         check_distance_range(y, self.points, "blocks")
         idx = np.empty(y.shape[0], dtype=np.int64)
         dist = np.empty(y.shape[0])
@@ -281,7 +213,7 @@ class ExhaustiveSearch(NearestCodewordSearch):
     name = "exhaustive"
 
     def _run(self, y: np.ndarray, idx: np.ndarray, dist: np.ndarray) -> None:
-        _exhaustive_kernel(y, self.points, self._norm2, idx, dist)
+        _nearest_expanded(y, self.points, self._norm2, idx, dist)
 
 
 class TwoStageSearch(NearestCodewordSearch):
@@ -355,7 +287,7 @@ def kmeans_codewords(
     labels : numpy.ndarray
         Cluster of every codeword, shape ``(N,)``, int64; every cluster non-empty.
     """
-    pts = _as_points(points)
+    pts = as_rows(points, "codebook points", min_rows=2)
     n = pts.shape[0]
     n_clusters = check_int(n_clusters, "n_clusters", minimum=1, maximum=n)
     iterations = check_int(iterations, "iterations", minimum=1)
@@ -365,7 +297,7 @@ def kmeans_codewords(
     dist = np.empty(n)
     new = np.empty(n, dtype=np.int64)
     for _ in range(iterations):
-        _exhaustive_kernel(pts, centroids, row_sumsq(centroids), new, dist)
+        _nearest_expanded(pts, centroids, row_sumsq(centroids), new, dist)
         counts = np.bincount(new, minlength=n_clusters)
         for c in np.flatnonzero(counts == 0):
             # re-seed an empty cluster with the worst-served codeword of a cluster that keeps a member
@@ -438,10 +370,12 @@ def make_search(encoder: str, codebook: Any, **options: Any) -> NearestCodewordS
 
     Parameters
     ----------
-    encoder : {"exhaustive", "two-stage", "clustered"}
+    encoder : {"exhaustive", "two-stage", "clustered", "structured"}
         Which search.
     codebook : Codebook-like
-        Needs ``points (N, k)``; ``"two-stage"`` also ``shell_index (N,)``.
+        Needs ``points (N, k)``; ``"two-stage"`` also ``shell_index (N,)``;
+        ``"structured"`` a ``structure`` whose ``search(points)`` returns the exact
+        structured search (``ValueError`` when the codebook has none).
     **options
         ``probes`` (two-stage); ``n_clusters``, ``top``, ``seed`` (clustered).
         Options of the other encoders are ignored; unknown options raise.
@@ -459,6 +393,14 @@ def make_search(encoder: str, codebook: Any, **options: Any) -> NearestCodewordS
         return ClusteredSearch(
             points, n_clusters=options.get("n_clusters"), top=options.get("top", 4), seed=options.get("seed", 0)
         )
+    if encoder == "structured":  # duck-typed: search/ does not import codebooks/
+        build = getattr(getattr(codebook, "structure", None), "search", None)
+        if build is None:
+            raise ValueError("encoder 'structured' needs a codebook with a structure that has an exact decoder; this one has none")
+        search = build(points)  # raises ValueError for a family without an exact decoder
+        if not isinstance(search, NearestCodewordSearch):
+            raise TypeError(f"codebook.structure.search returned {type(search).__name__}, not a NearestCodewordSearch")
+        return search
     raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
 
 

@@ -1,1 +1,1 @@
-"""The source and its theory: the spherical-Beta block law, scalar Lloyd–Max on its marginal, high-rate formulas."""
+"""The source and its theory: the spherical-Beta block law, the shared random rotation, scalar Lloyd–Max on its marginal, high-rate formulas."""

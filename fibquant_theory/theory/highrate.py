@@ -70,6 +70,7 @@ from typing import Any
 from scipy import special
 
 from fibquant_theory._validation import check_dim_block, check_int
+from fibquant_theory.theory.source import log_normalizer as _source_log_normalizer
 
 __all__ = [
     "LatticeSecondMoment",
@@ -201,9 +202,12 @@ def _check_density(d: int, k: int) -> tuple[int, int]:
 
 
 def log_normalizer(d: int, k: int) -> float:
-    r""":math:`\log c_{d,k} = \log\Gamma(d/2) - \frac k2\log\pi - \log\Gamma((d-k)/2)` (``k < d``)."""
+    r""":math:`\log c_{d,k} = \log\Gamma(d/2) - \frac k2\log\pi - \log\Gamma((d-k)/2)` (``k < d``).
+
+    The package's one implementation, :func:`fibquant_theory.theory.source.log_normalizer`.
+    """
     d, k = _check_density(d, k)
-    return float(special.gammaln(d / 2.0) - 0.5 * k * math.log(math.pi) - special.gammaln((d - k) / 2.0))
+    return _source_log_normalizer(d, k)
 
 
 def log_power_integral(d: int, k: int, alpha: float) -> float:
@@ -450,9 +454,5 @@ def _cap_distortion(d: int, log2_p: float) -> float:
         return total * (2.0 + total) / (1.0 + total) ** 2
     # p > 1/2: tau < 0 and the odd part of t f cancels on [tau, |tau|]; P(u_1 >= |tau|) = 1 - p.
     log_w = math.log(special.betaincinv(h, 0.5, 2.0 * (1.0 - 2.0**log2_p)))
-    log_m = _log_c1(d) - math.log(d - 1) + h * log_w - log_p
+    log_m = _source_log_normalizer(d, 1) - math.log(d - 1) + h * log_w - log_p
     return float(-math.expm1(2.0 * log_m))
-
-
-def _log_c1(d: int) -> float:
-    return float(special.gammaln(d / 2.0) - 0.5 * math.log(math.pi) - special.gammaln((d - 1) / 2.0))

@@ -28,17 +28,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fibquant_theory.numerics import portable_math as pm
 from fibquant_theory._validation import check_bits, check_int
+from fibquant_theory.numerics import portable_math as pm
+from fibquant_theory.theory.source import log_normalizer
 
 __all__ = ["ScalarQuantizer", "lloyd_max_scalar", "coordinate_moments"]
 
 
-_LOG_PI = 1.1447298858494001741  # log(pi)
-
-
 def _log_c1(d: int) -> float:
-    return float(pm.lgamma(d / 2.0) - 0.5 * _LOG_PI - pm.lgamma((d - 1) / 2.0))
+    r""":math:`\log c_{d,1}` of the marginal :math:`f_{d,1}` (portable ``lgamma``: the table's bits depend on it)."""
+    return log_normalizer(d, 1)
 
 
 def coordinate_moments(d: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

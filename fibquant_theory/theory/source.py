@@ -25,19 +25,52 @@ Edge cases:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from scipy import special, stats
+from scipy import stats
 
 from fibquant_theory._validation import check_dim_block, check_int
 from fibquant_theory.numerics.fixed_order import row_sumsq
-from fibquant_theory.numerics.portable_math import BITS_RANGE, beta_from_bits, normal_from_bits
+from fibquant_theory.numerics.portable_math import BITS_RANGE, beta_from_bits, lgamma, normal_from_bits
 
-__all__ = ["SphericalBeta", "sample_unit_vectors", "standard_normal", "as_generator"]
+__all__ = ["SphericalBeta", "log_normalizer", "sample_unit_vectors", "standard_normal", "as_generator"]
 
 #: Largest number of float64 entries a sampler allocates at once.
 _CHUNK_ENTRIES = 1 << 22
+#: :math:`\log\pi` (the float64 nearest to it, the same double as ``math.log(math.pi)``).
+_LOG_PI = 1.1447298858494001741
+
+
+def log_normalizer(d: int, k: int) -> float:
+    r""":math:`\log c_{d,k} = \log\Gamma(d/2) - \tfrac{k}{2}\log\pi - \log\Gamma((d-k)/2)`, for ``1 <= k < d``.
+
+    The log of the normalizing constant of :math:`f_{d,k}(y) \propto (1-\|y\|^2)^{(d-k-2)/2}`:
+    the one implementation of the package (:meth:`SphericalBeta.log_normalizer`,
+    :func:`fibquant_theory.theory.highrate.log_normalizer` and the scalar
+    Lloyd–Max design call it). It uses the portable
+    :func:`~fibquant_theory.numerics.portable_math.lgamma`, so it has the same bits
+    on every machine (the scalar Lloyd–Max tables depend on them).
+
+    Parameters
+    ----------
+    d : int
+        Dimension, ``d >= 2``.
+    k : int
+        Block size, ``1 <= k < d`` (at ``k = d`` there is no density on the ball).
+
+    Returns
+    -------
+    float
+        :math:`\log c_{d,k}`.
+
+    Examples
+    --------
+    >>> round(float(np.exp(log_normalizer(3, 1))), 12)  # f_{3,1} is uniform on [-1, 1]
+    0.5
+    """
+    d, k = check_dim_block(d, k)
+    if k == d:
+        raise ValueError(f"k = d = {d}: the block lies on the sphere and has no density on the ball")
+    return float(lgamma(d / 2.0) - 0.5 * k * _LOG_PI - lgamma((d - k) / 2.0))
 
 
 def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
@@ -162,11 +195,9 @@ class SphericalBeta:
 
     @property
     def log_normalizer(self) -> float:
-        r""":math:`\log c_{d,k} = \log\Gamma(d/2) - \tfrac{k}{2}\log\pi - \log\Gamma((d-k)/2)`."""
+        r""":math:`\log c_{d,k} = \log\Gamma(d/2) - \tfrac{k}{2}\log\pi - \log\Gamma((d-k)/2)` (see :func:`log_normalizer`)."""
         self._require_density()
-        return float(
-            special.gammaln(self.d / 2.0) - 0.5 * self.k * math.log(math.pi) - special.gammaln((self.d - self.k) / 2.0)
-        )
+        return log_normalizer(self.d, self.k)
 
     def _block(self, y: object) -> np.ndarray:
         arr = np.asarray(y, dtype=np.float64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
@@ -74,7 +75,7 @@ OUT_COMMANDS = {
         ["--dim", "8", "--block", "2", "--codewords", "4", "--train", "2000", "--heldout", "1000", "--restarts", "1",
          "--no-cache"],
         "file",
-        ("fibquant_theory.codebooks.codebook", "design_codebook"),
+        ("fibquant_theory.codebooks.design", "design_codebook"),
     ),
     "figures": (["--quick", "--no-progress"], "folder", ("fibquant_theory.experiments.figures", "make_figures")),
     "demo": (["--samples", "2000", "--no-progress", "--scalar-only"], "folder", ("fibquant_theory.cli.main", "run_demo")),
@@ -186,3 +187,40 @@ def test_rd_fibquant_accepts_consistent_bits_and_codewords(capsys: pytest.Captur
     assert main([*argv, "--train", "2000", "--samples", "200", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["rate_bits"] == 1.0 and row["method"] == "fibquant"
+
+
+# ----------------------------------------------------------------------------- rd builds any registered codec (issue #14)
+def test_rd_fibquant_takes_fractional_bits_and_names_missing_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["rd", "--dim", "8", "--method", "fibquant", "--block", "2", "--bits", "1.5", "--train", "2000"]
+    assert main([*argv, "--samples", "200", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rate_bits"] == 1.5  # N = 2**3 codewords
+    assert main(["rd", "--dim", "8", "--method", "fibquant", "--codewords", "4"]) == 2
+    assert "method fibquant needs --block" in capsys.readouterr().err
+    assert main(["rd", "--dim", "8", "--method", "kivi"]) == 2
+    assert "method kivi needs --bits\n" in capsys.readouterr().err
+    assert main(["rd", "--dim", "8", "--method", "turboquant", "--bits", "1.5"]) == 2
+    assert "bits must be an integer" in capsys.readouterr().err
+    assert main(["rd", "--dim", "8", "--method", "fibquant"]) == 2
+    assert "method fibquant needs --block K and --codewords N (or --bits B)" in capsys.readouterr().err
+
+
+def test_rd_family_goes_to_the_codebook_design(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import fibquant_theory.codebooks.design as design
+
+    seen = []
+    real = design.design_codebook
+
+    @functools.wraps(real)  # design_codebook reads its own signature
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("family"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(design, "design_codebook", spy)
+    argv = ["rd", "--dim", "16", "--method", "fibquant", "--block", "4", "--codewords", "24", "--family", "d4"]
+    assert main([*argv, "--samples", "500", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rate_bits"] == pytest.approx(math.log2(24) / 4)
+    assert seen == ["d4"]
+    assert main(["rd", "--dim", "16", "--method", "fibquant", "--block", "4", "--codewords", "24", "--family", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["rd", "--dim", "16", "--method", "turboquant", "--bits", "2", "--family", "d4"]) == 2
+    assert "--family applies only to --method fibquant, not turboquant" in capsys.readouterr().err

@@ -147,6 +147,23 @@ def test_lloyd_is_deterministic_and_thread_count_independent() -> None:
     assert a.mse == b.mse and a.n_iter == b.n_iter
 
 
+def test_lloyd_is_independent_of_the_parallel_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tunables of fibquant_theory.config are read at call time (kernel arguments, not compiled-in
+    globals); forcing the parallel drivers with odd row blocks changes no bit, including the local search."""
+    from fibquant_theory import config
+
+    y = SphericalBeta(64, 4).rvs(6_000, seed=7)
+    init = y[:1030].copy()  # >= LOCAL_MIN_CODEWORDS: the neighbour-list search runs too
+    a = lloyd_max(init, y, max_iter=6, tol=0.0, assign="exhaustive")
+    assert a.n_local_searches > 0
+    monkeypatch.setattr(config, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(config, "ASSIGN_BLOCK", 37)
+    b = lloyd_max(init, y, max_iter=6, tol=0.0, assign="exhaustive")
+    np.testing.assert_array_equal(a.points, b.points)
+    np.testing.assert_array_equal(a.history, b.history)
+    assert (a.n_full_searches, a.n_local_searches) == (b.n_full_searches, b.n_local_searches)
+
+
 def test_kdtree_assignment_gives_the_same_lloyd_run() -> None:
     y = SphericalBeta(64, 4).rvs(4_000, seed=6)
     init = y[:40].copy()

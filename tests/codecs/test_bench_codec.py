@@ -1,4 +1,5 @@
-"""pytest-benchmark: FibQuant encode/decode (Numba) beside a plain NumPy codec, d = 128, k = 8, N = 256.
+"""pytest-benchmark: FibQuant encode/decode (Numba) beside a plain NumPy codec, d = 128, k = 8, N = 256,
+and every registered method (:data:`fibquant_theory.codecs.registry.SPECS`) at its typical setting.
 
 Run the timings with ``make bench`` or
 ``.venv/bin/python -m pytest tests/codecs/test_bench_codec.py --benchmark-enable --benchmark-only``;
@@ -16,6 +17,7 @@ from fibquant_theory.codebooks.codebook import Codebook
 
 from fibquant_theory.codebooks.design import design_codebook
 from fibquant_theory.codecs.fibquant import FibQuantCodec, FibQuantCodes
+from fibquant_theory.codecs.registry import SPECS, make_codec
 from fibquant_theory.theory.source import sample_unit_vectors
 
 from tests.reference import decode_numpy, encode_numpy
@@ -110,3 +112,36 @@ def test_bench_inner_product_numpy(benchmark, codebook: Codebook, vectors: np.nd
     q = vectors[0]
     out = benchmark(lambda: decode_numpy(codes.payload, N_VECTORS, codec.rotation.matrix, codebook.points) @ q)
     np.testing.assert_allclose(out, codec.inner_product(q, codes), rtol=1e-10, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- every registered method
+@pytest.fixture(scope="module")
+def registered() -> dict:
+    """Every registered method at its spec's ``example`` setting (designs with a small training set)."""
+    codecs = {}
+    for name, spec in SPECS.items():
+        options = dict(spec.example)
+        if "n_train" in spec.options:
+            options.update(n_train=20_000, n_heldout=20_000)
+        codecs[name] = make_codec(name, D, seed=0, **options)
+    return codecs
+
+
+@pytest.mark.benchmark(group="encode d=128, every registered method")
+@pytest.mark.parametrize("method", list(SPECS))
+def test_bench_encode_registered(benchmark, registered: dict, vectors: np.ndarray, method: str) -> None:
+    codec = registered[method]
+    codec.encode(vectors[:8])
+    codes = benchmark(codec.encode, vectors)
+    assert codes.shape == (N_VECTORS,) and codes.nbytes == codec.packed_nbytes(N_VECTORS)
+
+
+@pytest.mark.benchmark(group="decode d=128, every registered method")
+@pytest.mark.parametrize("method", list(SPECS))
+def test_bench_decode_registered(benchmark, registered: dict, vectors: np.ndarray, method: str) -> None:
+    codec = registered[method]
+    codes = codec.encode(vectors)
+    codec.decode_row(codes, 0)
+    out = benchmark(codec.decode, codes)
+    assert out.shape == (N_VECTORS, D)
+    np.testing.assert_allclose(codec.inner_product(vectors[0], codes), out @ vectors[0], rtol=1e-9, atol=1e-9)

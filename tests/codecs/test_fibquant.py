@@ -23,7 +23,7 @@ from fibquant_theory.codecs.fibquant import (
 )
 from fibquant_theory.codecs.registry import make_codec
 from fibquant_theory.experiments.rd import rate_distortion
-from fibquant_theory.numerics.rotation import haar_orthogonal
+from fibquant_theory.theory.rotation import haar_orthogonal
 from fibquant_theory.theory.source import SphericalBeta
 from fibquant_theory.codecs.turboquant import TurboQuantMSE
 
@@ -361,7 +361,7 @@ def test_every_method_is_swappable_by_name(method: str, options: dict) -> None:
 # ----------------------------------------------------------------------------- rotations
 @pytest.mark.parametrize("kind", ["haar", "hadamard"])
 def test_rotations_are_orthogonal_seeded_and_row_exact(kind: str) -> None:
-    from fibquant_theory.numerics.rotation import make_rotation
+    from fibquant_theory.theory.rotation import make_rotation
 
     rot = make_rotation(kind, 64, seed=3)
     m = rot.matrix
@@ -380,7 +380,7 @@ def test_rotations_are_orthogonal_seeded_and_row_exact(kind: str) -> None:
 def test_hadamard_matches_scipy_sylvester_matrix() -> None:
     from scipy.linalg import hadamard
 
-    from fibquant_theory.numerics.rotation import randomized_hadamard
+    from fibquant_theory.theory.rotation import randomized_hadamard
 
     rot = randomized_hadamard(32, seed=9)
     assert set(np.unique(rot.signs)) <= {-1.0, 1.0}

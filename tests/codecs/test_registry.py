@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from fibquant_theory.codecs import registry
+from fibquant_theory.codecs.base import integer_bits
 from fibquant_theory.codecs.fibquant import FibQuantCodec
 from fibquant_theory.codecs.registry import METHODS, make_codec
 from fibquant_theory.experiments.rd import rate_distortion
@@ -149,3 +151,69 @@ def test_rate_distortion_small_chunks_cover_every_sample() -> None:
     whole = rate_distortion(codec, 101, seed=3, chunk=1000)
     assert row["n_samples"] == 101 and np.isfinite(row["mse"]) and 0 < row["mse"] < 1
     assert row["mse"] == pytest.approx(whole["mse"], rel=0.5)
+
+
+# ----------------------------------------------------------------------------- the specs (issue #14)
+def test_specs_are_the_methods_and_name_their_factories_options() -> None:
+    assert list(registry.SPECS) == list(METHODS) and registry.KV_METHODS == registry.kv_methods()
+    assert registry.KV_METHODS == ("fp", "fibquant", "turboquant", "turboquant-prod", "kivi")
+    for name, spec in registry.SPECS.items():
+        assert spec.name == name and METHODS[name] is spec.factory and spec.description
+        assert set(spec.rate_options) <= set(spec.options) and {f.option for f in spec.flags} <= set(spec.options)
+        assert spec.integer_rate == (name != "fibquant")
+        for setting in (*spec.kv_sweep, spec.example):
+            assert not spec.missing(list(setting), kv=True), (name, setting)
+
+
+def test_kv_codec_options_split_keys_and_values() -> None:
+    key, value, chunk = registry.get_spec("fibquant").kv_codec_options({"block": 4, "codewords": 16, "value_codewords": 64})
+    assert (key, value, chunk) == ({"block": 4, "codewords": 16}, {"block": 4, "codewords": 64}, 1)
+    key, value, chunk = registry.get_spec("kivi").kv_codec_options({"bits": 2, "value_bits": 4, "group_size": 8})
+    assert key == {"bits": 2, "group_size": 8, "mode": "per-channel"} and value == {"bits": 4, "mode": "per-token"}
+    assert chunk == 8
+    with pytest.raises(TypeError, match="'mode'.*per-channel keys"):
+        registry.get_spec("kivi").kv_codec_options({"bits": 2, "mode": "per-token"})
+    with pytest.raises(TypeError, match="'bits'.*codewords=N"):
+        registry.get_spec("fibquant").kv_codec_options({"block": 2, "bits": 2})
+    with pytest.raises(TypeError, match="did you mean 'value_bits'"):
+        registry.get_spec("turboquant").kv_codec_options({"bits": 2, "value_bitz": 3})
+
+
+def _make_toy(d: int, *, bits: int | None = None, seed: int = 0) -> TurboQuantMSE:
+    """A toy method: TurboQuant-mse under another name."""
+    return TurboQuantMSE(d, integer_bits("toy", bits), seed)
+
+
+def test_register_checks_the_spec() -> None:
+    spec = registry.MethodSpec("turboquant", _make_toy, "dup", integer_rate=True, rate_options=("bits",), required=(("bits",),))
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(spec)
+    for bad, match in (
+        ({"rate_options": ("bitz",)}, r"rate_options names \['bitz'\]"),
+        ({"flags": (registry.BLOCK,)}, r"flags names \['block'\]"),
+        ({"kv_sweep": ({"bits": 2, "block": 4},)}, r"kv_sweep names \['block'\]"),
+        ({"factory": lambda d, bits=2: None}, "factory must be factory"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            registry.register(dataclasses.replace(spec, name="toy-bad", **bad))
+    assert "toy-bad" not in registry.SPECS
+
+
+def test_one_registration_makes_a_method() -> None:
+    """Adding a codec is its module plus one register(...) line: make_codec, rd and the KV lists know it."""
+    from fibquant_theory.cli.main import build_parser
+
+    spec = registry.MethodSpec(
+        "toy", _make_toy, "toy", integer_rate=True, rate_options=("bits",), required=(("bits",),),
+        flags=(registry.BITS,), kv_sweep=({"bits": 2},), example={"bits": 2},
+    )
+    registry.register(spec)
+    try:
+        assert make_codec("toy", 16, bits=3).bits == 3
+        with pytest.raises(TypeError, match="'bitz'.*'toy'"):
+            make_codec("toy", 16, bitz=3)
+        assert "toy" in registry.kv_methods() and "toy" not in registry.KV_METHODS  # the constant is the import's
+        args = build_parser().parse_args(["rd", "--dim", "16", "--method", "toy", "--bits", "2"])
+        assert (args.method, args.bits) == ("toy", 2)
+    finally:
+        del registry.SPECS["toy"], registry.METHODS["toy"]

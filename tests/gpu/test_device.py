@@ -27,12 +27,22 @@ def codebook():
     return design_codebook(D, K, N, n_train=20_000, n_heldout=5_000, cache=False)
 
 
-def _codecs(codebook, rotation, encoder="exhaustive", precision="float32"):
+def _codecs(codebook, rotation, encoder="exhaustive", precision="float32", **options):
+    """The CPU codec and its GPU codec with ``GPUOptions(**options)``."""
     from fibquant_theory.codecs.fibquant import FibQuantCodec
-    from fibquant_theory.gpu.codec import GPUFibQuantCodec
+    from fibquant_theory.gpu.codec import GPUFibQuantCodec, GPUOptions
 
     cpu = FibQuantCodec(codebook, seed=5, rotation=rotation, encoder=encoder, packing="fixed")
-    return cpu, GPUFibQuantCodec(cpu, precision=precision)
+    return cpu, GPUFibQuantCodec(cpu, precision=precision, options=GPUOptions(**options))
+
+
+def _with(gpu, **changes):
+    """``gpu``'s codec with its options changed (``dataclasses.replace``)."""
+    from dataclasses import replace
+
+    from fibquant_theory.gpu.codec import GPUFibQuantCodec
+
+    return GPUFibQuantCodec(gpu.codec, precision=gpu.precision, options=replace(gpu.options, **changes))
 
 
 @pytest.mark.parametrize("rotation", ["hadamard", "haar"])
@@ -65,8 +75,7 @@ def test_encode_float32_is_nearly_always_the_cpu_index(torch, codebook):
 @pytest.mark.parametrize("rotation", ["hadamard", "haar", "hadamard-columns"])
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 def test_decode_matches_cpu_within_rounding(torch, codebook, rotation, dtype):
-    cpu, gpu = _codecs(codebook, rotation.split("-")[0])
-    gpu.decode_layout = "columns" if rotation.endswith("columns") else "chunks"
+    cpu, gpu = _codecs(codebook, rotation.split("-")[0], decode_layout="columns" if rotation.endswith("columns") else "chunks")
     x = np.random.default_rng(1).standard_normal((2050, D))
     codes = cpu.encode(x)
     want = cpu.decode(codes)
@@ -82,11 +91,10 @@ def test_decode_matches_cpu_within_rounding(torch, codebook, rotation, dtype):
 @pytest.mark.parametrize("chunk", [1, 8])
 def test_chunked_decode_layouts_give_the_same_bits(torch, codebook, per_lane, chunk):
     """Lanes per vector and the interleaving of coordinates change the work layout, not one output bit."""
-    cpu, gpu = _codecs(codebook, "hadamard")
-    gpu.decode_layout = "chunks"
+    cpu, gpu = _codecs(codebook, "hadamard", decode_layout="chunks")
     payload = torch.from_numpy(cpu.encode(np.random.default_rng(2).standard_normal((3001, D))).payload).cuda()
     want = gpu.decode(payload, 3001)
-    gpu.decode_per_lane, gpu.decode_chunk = per_lane, chunk
+    gpu = _with(gpu, decode_per_lane=per_lane, decode_chunk=chunk)
     assert torch.equal(gpu.decode(payload, 3001), want)
 
 
@@ -94,8 +102,7 @@ def test_chunked_decode_layouts_give_the_same_bits(torch, codebook, per_lane, ch
 def test_column_decode_layouts_give_the_same_bits(torch, codebook, dtype):
     """Columns per lane, prefetch and the byte loader (a stream 2 bytes into a buffer) write the same bits;
     the chunked kernel agrees to rounding."""
-    cpu, gpu = _codecs(codebook, "hadamard")
-    gpu.decode_layout = "columns"
+    cpu, gpu = _codecs(codebook, "hadamard", decode_layout="columns")
     n = 3000  # 54 000 bytes: read as 32-bit words
     payload = torch.from_numpy(cpu.encode(np.random.default_rng(2).standard_normal((n, D))).payload).cuda()
     want = gpu.decode(payload, n, dtype=dtype)
@@ -104,10 +111,10 @@ def test_column_decode_layouts_give_the_same_bits(torch, codebook, dtype):
     columns = (2, 4) if dtype == "float16" else (1, 2, 4)
     for c in columns:
         for prefetch, copies in ((True, 0), (False, 0), (True, 2)):
-            gpu.decode_columns, gpu.decode_prefetch, gpu.decode_replicas = c, prefetch, copies
+            gpu = _with(gpu, decode_columns=c, decode_prefetch=prefetch, decode_replicas=copies)
             assert torch.equal(gpu.decode(payload, n, dtype=dtype), want), (c, prefetch, copies)
     assert torch.equal(gpu.decode(shifted[2:], n, dtype=dtype), want)
-    gpu.decode_layout = "chunks"
+    gpu = _with(gpu, decode_layout="chunks")
     other = gpu.decode(payload, n, dtype=dtype).double()
     assert torch.allclose(other, want.double(), rtol=2.0**-10, atol=1e-6 * float(other.abs().max()))
 

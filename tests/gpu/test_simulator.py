@@ -51,12 +51,22 @@ def codebook(request):
     return design_codebook(d, k, n, n_train=4000, n_heldout=1000, n_restarts=1, cache=False)
 
 
-def _pair(codebook, rotation="hadamard", encoder="exhaustive", precision="float64", norm_dtype="float16"):
+def _pair(codebook, rotation="hadamard", encoder="exhaustive", precision="float64", norm_dtype="float16", **options):
+    """The CPU codec and its GPU codec with ``GPUOptions(**options)``."""
     from fibquant_theory.codecs.fibquant import FibQuantCodec
-    from fibquant_theory.gpu.codec import GPUFibQuantCodec
+    from fibquant_theory.gpu.codec import GPUFibQuantCodec, GPUOptions
 
     cpu = FibQuantCodec(codebook, seed=7, rotation=rotation, encoder=encoder, packing="fixed", norm_dtype=norm_dtype)
-    return cpu, GPUFibQuantCodec(cpu, precision=precision)
+    return cpu, GPUFibQuantCodec(cpu, precision=precision, options=GPUOptions(**options))
+
+
+def _with(gpu, **changes):
+    """``gpu``'s codec with its options changed (``dataclasses.replace``)."""
+    from dataclasses import replace
+
+    from fibquant_theory.gpu.codec import GPUFibQuantCodec
+
+    return GPUFibQuantCodec(gpu.codec, precision=gpu.precision, options=replace(gpu.options, **changes))
 
 
 @inner
@@ -105,8 +115,7 @@ def test_decode_encode_is_exact_on_codebook_points(codebook):
 @pytest.mark.parametrize("rotation", ["hadamard", "haar", "hadamard-columns"])
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 def test_decode_within_rounding_of_cpu(codebook, rotation, dtype):
-    cpu, gpu = _pair(codebook, rotation.split("-")[0])
-    gpu.decode_layout = "columns" if rotation.endswith("columns") else "chunks"
+    cpu, gpu = _pair(codebook, rotation.split("-")[0], decode_layout="columns" if rotation.endswith("columns") else "chunks")
     codes = cpu.encode(np.random.default_rng(8).standard_normal((13, codebook.d)))
     want = cpu.decode(codes)
     out = gpu.decode(codes.payload, 13, dtype=dtype).copy_to_host()
@@ -127,13 +136,12 @@ def test_decode_layouts_agree(codebook):
     layouts agree to float32 rounding here; on a GPU they are bit-identical, see
     ``tests/gpu/test_device.py``.)
     """
-    cpu, gpu = _pair(codebook)
-    gpu.decode_layout = "chunks"
+    cpu, base = _pair(codebook, decode_layout="chunks")
     codes = cpu.encode(np.random.default_rng(9).standard_normal((11, codebook.d)))
     want = cpu.decode(codes)
     for per_lane in (4, 8, 16):
         for chunk in (1, 2, 4, 8):
-            gpu.decode_per_lane, gpu.decode_chunk = per_lane, chunk
+            gpu = _with(base, decode_per_lane=per_lane, decode_chunk=chunk)
             # float32 output checks the indexing tightly; the fp16 stores are covered by test_decode_within_rounding_of_cpu
             got = gpu.decode(codes.payload, 11, dtype="float32").copy_to_host().astype(np.float64)
             assert np.allclose(got, want, rtol=2e-6, atol=1e-6 * np.abs(want).max()), (per_lane, chunk)
@@ -144,10 +152,9 @@ def test_decode_layouts_agree(codebook):
 def test_column_decode_layouts_write_the_same_bits(codebook, dtype):
     """Columns per lane (direct or staged stores, 32- or 64-bit words), prefetch, word or byte loads: one result."""
     from fibquant_theory.gpu.column_decode import column_plan
-    from fibquant_theory.gpu.kernels import OUT_F16, OUT_F32
+    from fibquant_theory.gpu.device import OUT_F16, OUT_F32
 
-    cpu, gpu = _pair(codebook)
-    gpu.decode_layout = "columns"
+    cpu, gpu = _pair(codebook, decode_layout="columns")
     d, k = codebook.d, codebook.k
     n = 16  # whole 32-bit words for every record size of CONFIGS
     codes = cpu.encode(np.random.default_rng(12).standard_normal((n, d)))
@@ -160,27 +167,23 @@ def test_column_decode_layouts_write_the_same_bits(codebook, dtype):
             column_plan(d, k, codebook.n_codewords, okind, columns)
         except ValueError:
             with pytest.raises(ValueError, match="columns|values"):
-                gpu.decode_columns = columns
-                gpu.decode(codes.payload, n, dtype=dtype)
+                _with(gpu, decode_columns=columns).decode(codes.payload, n, dtype=dtype)
             continue
         # (prefetch, 32-bit word loads, codebook copies: 0 = all the warp's vectors, 1 = one shared copy)
         for prefetch, words, copies in ((True, True, 0), (False, True, 0), (True, False, 0), (True, True, 1)):
-            gpu.decode_columns, gpu.decode_prefetch, gpu.decode_words32, gpu.decode_replicas = columns, prefetch, words, copies
-            got = gpu.decode(codes.payload, n, dtype=dtype).copy_to_host()
+            variant = _with(gpu, decode_columns=columns, decode_prefetch=prefetch, decode_words32=words, decode_replicas=copies)
+            got = variant.decode(codes.payload, n, dtype=dtype).copy_to_host()
             assert np.array_equal(got, want), (columns, prefetch, words, copies)
             tried += 1
     assert tried >= 4
-    gpu.decode_columns, gpu.decode_replicas = 0, 3
     with pytest.raises(ValueError, match="replicas"):
-        gpu.decode(codes.payload, n, dtype=dtype)
-    gpu.decode_replicas = 0
+        _with(gpu, decode_columns=0, decode_replicas=3).decode(codes.payload, n, dtype=dtype)
     # and the chunked kernel agrees to rounding
-    gpu.decode_layout, gpu.decode_columns = "chunks", 0
-    other = gpu.decode(codes.payload, n, dtype=dtype).copy_to_host().astype(np.float64)
+    other = _with(gpu, decode_layout="chunks", decode_columns=0).decode(codes.payload, n, dtype=dtype)
+    other = other.copy_to_host().astype(np.float64)
     np.testing.assert_allclose(other, want.astype(np.float64), rtol=2.0**-10, atol=1e-6 * np.abs(other).max())
-    gpu.decode_layout = "diagonal"
     with pytest.raises(ValueError, match="decode_layout"):
-        gpu.decode(codes.payload, n)
+        _with(gpu, decode_layout="diagonal").decode(codes.payload, n)
 
 
 @inner
@@ -189,21 +192,38 @@ def test_column_layout_falls_back_to_chunks_where_it_does_not_fit():
     from fibquant_theory.codebooks.design import design_codebook
 
     cb = design_codebook(8, 1, 4, n_train=2000, n_heldout=500, n_restarts=1, cache=False)
-    cpu, gpu = _pair(cb)
+    cpu, gpu = _pair(cb, decode_layout="chunks")
     codes = cpu.encode(np.random.default_rng(13).standard_normal((5, 8)))
-    gpu.decode_layout = "chunks"
     want = gpu.decode(codes.payload, 5).copy_to_host()
-    gpu.decode_layout = "columns"
+    gpu = _with(gpu, decode_layout="columns")
     assert np.array_equal(gpu.decode(codes.payload, 5).copy_to_host(), want)
-    gpu.decode_columns = 2  # asked for explicitly: the reason is raised
+    gpu = _with(gpu, decode_columns=2)  # asked for explicitly: the reason is raised
     with pytest.raises(ValueError, match="k >= 2"):
         gpu.decode(codes.payload, 5)
 
 
 @inner
+def test_options_are_fixed_per_codec():
+    """The tuning is a frozen GPUOptions given at construction; the former attributes cannot be set."""
+    from fibquant_theory.codebooks.design import design_codebook
+    from fibquant_theory.gpu.codec import GPUFibQuantCodec, GPUOptions
+
+    cb = design_codebook(8, 2, 4, n_train=2000, n_heldout=500, n_restarts=1, cache=False)
+    cpu, gpu = _pair(cb, decode_layout="columns", attention_unroll=1)
+    assert gpu.options == GPUOptions(decode_layout="columns", attention_unroll=1)
+    assert _with(gpu, decode_layout="chunks").options.attention_unroll == 1
+    with pytest.raises(AttributeError, match="option"):
+        gpu.decode_layout = "chunks"
+    with pytest.raises(AttributeError):
+        gpu.options = GPUOptions()
+    with pytest.raises(TypeError, match="GPUOptions"):
+        GPUFibQuantCodec(cpu, options={"decode_layout": "columns"})
+
+
+@inner
 def test_column_plan_bounds():
     from fibquant_theory.gpu.column_decode import column_codebook, column_plan
-    from fibquant_theory.gpu.kernels import OUT_F16, OUT_F32
+    from fibquant_theory.gpu.device import OUT_F16, OUT_F32
 
     p = column_plan(128, 8, 256, OUT_F16)  # the benchmark setting: 2 columns, 4 lanes, 8 vectors a warp
     assert (p["C"], p["L"], p["W"], p["R"], p["staged"], p["rowp"]) == (2, 4, 8, 8, 1, 68)
@@ -247,8 +267,8 @@ def _check_attention(codebook, rotation, n_heads):
     # (splits, records in flight, tokens per chunk, 32-bit word loads): one chunk per split with word
     # loads; two chunks of 256 tokens per split (running maximum rescaled) with the byte/halfword loader
     for n_splits, unroll, chunk, words in ((3, 4, 4096, True), (1, 1, 256, False)):
-        gpu.attention_unroll, gpu.attention_chunk, gpu.attention_words32 = unroll, chunk, words
-        got = gpu.decode_attention(q, kc.payload, vc.payload, t, n_splits=n_splits, dtype="float32").copy_to_host()
+        variant = _with(gpu, attention_unroll=unroll, attention_chunk=chunk, attention_words32=words)
+        got = variant.decode_attention(q, kc.payload, vc.payload, t, n_splits=n_splits, dtype="float32").copy_to_host()
         # V weights are summed in 32-bit fixed point scaled to each chunk's total: ~1e-7 relative error
         np.testing.assert_allclose(got.reshape(want.shape), want, rtol=0, atol=5e-6 * np.abs(want).max())
 
@@ -290,11 +310,11 @@ def test_decode_attention_byte_indices_and_fp16_queries():
 @inner
 def test_fp16_norm_header_is_exact():
     """The branch-free fp16 header read of decode-attention: every finite >= 0 pattern exact, the rest flagged."""
-    from fibquant_theory.gpu.kernels import _f16_norm
+    from fibquant_theory.gpu.device import f16_norm
 
     bits = np.arange(1 << 16)
     want = bits.astype(np.uint16).view(np.float16).astype(np.float32)
-    got = np.array([_f16_norm(int(x)) for x in bits], dtype=np.float32)
+    got = np.array([f16_norm(int(x)) for x in bits], dtype=np.float32)
     ok = bits < 0x7C00
     np.testing.assert_array_equal(got[ok], want[ok])
     assert (got[~ok] == -1.0).all()

@@ -1,4 +1,4 @@
-"""``scripts/gpu_static.py``: the main-loop finder of its SASS instruction counts (no GPU, no NVVM needed)."""
+"""``research/gpu_static.py``: the main-loop finder of its SASS instruction counts (no GPU, no NVVM needed)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ SASS = """
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("gpu_static", ROOT / "scripts" / "gpu_static.py")
+    spec = importlib.util.spec_from_file_location("gpu_static", ROOT / "research" / "gpu_static.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

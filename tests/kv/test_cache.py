@@ -6,13 +6,12 @@ import importlib.util
 import json
 import math
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from fibquant_theory.kv.cache import CodecCache, FibQuantCache, KiviCache, TurboQuantCache  # noqa: E402
+from fibquant_theory.kv.cache import CodecCache  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +32,10 @@ def _logits(model, ids, cache=None):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda c: FibQuantCache(c, block=4, codewords=16),
-        lambda c: TurboQuantCache(c, bits=3),
-        lambda c: TurboQuantCache(c, bits=3, prod=True),
-        lambda c: KiviCache(c, bits=4, group_size=8),
+        lambda c: CodecCache.from_method(c, "fibquant", block=4, codewords=16),
+        lambda c: CodecCache.from_method(c, "turboquant", bits=3),
+        lambda c: CodecCache.from_method(c, "turboquant-prod", bits=3),
+        lambda c: CodecCache.from_method(c, "kivi", bits=4, group_size=8),
     ],
     ids=["fibquant", "turboquant", "turboquant-prod", "kivi"],
 )
@@ -54,7 +53,7 @@ def test_generate_and_accounting(tiny: tuple, make) -> None:
 
 def test_fibquant_memory_is_the_fixed_rate(tiny: tuple) -> None:
     cfg, model = tiny
-    cache = FibQuantCache(cfg, block=4, codewords=16)
+    cache = CodecCache.from_method(cfg, "fibquant", block=4, codewords=16)
     ids = torch.randint(0, 97, (1, 40), generator=torch.Generator().manual_seed(2))
     _logits(model, ids, cache)
     codec = cache.layers[0].key_codec
@@ -67,8 +66,8 @@ def test_fibquant_memory_is_the_fixed_rate(tiny: tuple) -> None:
 def test_window_and_fp_layers(tiny: tuple) -> None:
     cfg, model = tiny
     ids = torch.randint(0, 97, (1, 30), generator=torch.Generator().manual_seed(3))
-    plain = TurboQuantCache(cfg, bits=2)
-    windowed = TurboQuantCache(cfg, bits=2, window=8, fp_layers=(0,))
+    plain = CodecCache.from_method(cfg, "turboquant", bits=2)
+    windowed = CodecCache.from_method(cfg, "turboquant", bits=2, window=8, fp_layers=(0,))
     ref = _logits(model, ids)
     err_plain = (_logits(model, ids, plain) - ref).abs().max()
     err_window = (_logits(model, ids, windowed) - ref).abs().max()
@@ -84,7 +83,7 @@ def test_high_rate_cache_is_close_to_fp(tiny: tuple) -> None:
     cfg, model = tiny
     ids = torch.randint(0, 97, (1, 25), generator=torch.Generator().manual_seed(4))
     ref = _logits(model, ids)
-    errs = [float((_logits(model, ids, TurboQuantCache(cfg, bits=b)) - ref).abs().max()) for b in (2, 4, 8)]
+    errs = [float((_logits(model, ids, CodecCache.from_method(cfg, "turboquant", bits=b)) - ref).abs().max()) for b in (2, 4, 8)]
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] < 1e-2 * float(ref.abs().max())
 
@@ -97,7 +96,7 @@ def test_center_removes_a_common_offset(tiny: tuple) -> None:
     values = torch.randn(1, 2, 24, 16, generator=gen)
     errs, caches = {}, {}
     for center in ("none", "key", "value", "both"):
-        cache = FibQuantCache(cfg, block=4, codewords=16, center=center)
+        cache = CodecCache.from_method(cfg, "fibquant", block=4, codewords=16, center=center)
         k_hat, v_hat = cache.layers[0].update(keys[..., :20, :], values[..., :20, :])
         k_hat, v_hat = cache.layers[0].update(keys[..., 20:, :], values[..., 20:, :])  # later tokens reuse the mean
         assert k_hat.shape == keys.shape and v_hat.shape == values.shape
@@ -118,15 +117,15 @@ def test_center_removes_a_common_offset(tiny: tuple) -> None:
 def test_bad_settings_raise(tiny: tuple) -> None:
     cfg, _ = tiny
     with pytest.raises(ValueError):
-        FibQuantCache(cfg, block=5, codewords=16)  # 5 does not divide head_dim 16
+        CodecCache.from_method(cfg, "fibquant", block=5, codewords=16)  # 5 does not divide head_dim 16
     with pytest.raises(ValueError):
-        TurboQuantCache(cfg, bits=0)
+        CodecCache.from_method(cfg, "turboquant", bits=0)
     with pytest.raises(ValueError):
         CodecCache(cfg, "turboquant", {"bits": 2}, window=-1)
     with pytest.raises(ValueError):
         CodecCache(cfg, "nope", {})
     with pytest.raises(ValueError, match="center"):
-        FibQuantCache(cfg, block=4, codewords=16, center="keys")
+        CodecCache.from_method(cfg, "fibquant", block=4, codewords=16, center="keys")
 
 
 # ----------------------------------------------------------------------------- embedded SmolLM2, short
@@ -176,7 +175,7 @@ def test_smollm2_generation_runs(smol: tuple) -> None:
 
     model, tok, _ = smol
     fp = greedy_generate(model, tok, "The license is", None, max_new_tokens=8)
-    fq = greedy_generate(model, tok, "The license is", FibQuantCache(model.config, block=2, codewords=256), max_new_tokens=8)
+    fq = greedy_generate(model, tok, "The license is", CodecCache.from_method(model.config, "fibquant", block=2, codewords=256), max_new_tokens=8)
     assert len(fp) > 0 and len(fq) > 0
 
 

@@ -20,9 +20,6 @@ transformers = pytest.importorskip("transformers")
 from fibquant_theory.kv.cache import (  # noqa: E402
     CodecCache,
     CodecLayer,
-    FibQuantCache,
-    KiviCache,
-    TurboQuantCache,
     check_fp_layers,
     take_codes,
 )
@@ -42,11 +39,11 @@ def tiny() -> tuple:
 
 #: (id, cache factory): every codec, the fp window, centering, and KIVI's token groups.
 MAKERS = [
-    ("fibquant", lambda c: FibQuantCache(c, block=4, codewords=16)),
-    ("fibquant-window-center", lambda c: FibQuantCache(c, block=4, codewords=16, window=2, center="both")),
-    ("turboquant", lambda c: TurboQuantCache(c, bits=3)),
-    ("turboquant-prod-fp-layer", lambda c: TurboQuantCache(c, bits=3, prod=True, fp_layers=(0,))),
-    ("kivi", lambda c: KiviCache(c, bits=4, group_size=2, window=1)),
+    ("fibquant", lambda c: CodecCache.from_method(c, "fibquant", block=4, codewords=16)),
+    ("fibquant-window-center", lambda c: CodecCache.from_method(c, "fibquant", block=4, codewords=16, window=2, center="both")),
+    ("turboquant", lambda c: CodecCache.from_method(c, "turboquant", bits=3)),
+    ("turboquant-prod-fp-layer", lambda c: CodecCache.from_method(c, "turboquant-prod", bits=3, fp_layers=(0,))),
+    ("kivi", lambda c: CodecCache.from_method(c, "kivi", bits=4, group_size=2, window=1)),
 ]
 MAKE = [m for _, m in MAKERS]
 IDS = [n for n, _ in MAKERS]
@@ -136,10 +133,10 @@ def test_beam_search_with_a_near_lossless_cache_matches_fp(tiny: tuple) -> None:
     }
     with torch.no_grad():
         ref = model(prompts).logits
-        close = model(prompts, cache=TurboQuantCache(cfg, bits=8), use_cache=True).logits
+        close = model(prompts, cache=CodecCache.from_method(cfg, "turboquant", bits=8), use_cache=True).logits
     assert (close - ref).abs().max() < 3e-2 * ref.abs().max()  # observed 1.4e-2
     fp = model.generate(prompts, **kw)
-    tq = model.generate(prompts, cache=TurboQuantCache(cfg, bits=8), **kw)
+    tq = model.generate(prompts, cache=CodecCache.from_method(cfg, "turboquant", bits=8), **kw)
     assert torch.equal(fp, tq)
 
 
@@ -239,8 +236,8 @@ def test_crop_then_refeed_restores_the_cache(tiny: tuple, make) -> None:
 
 def test_kivi_groups_are_not_croppable_without_trace(tiny: tuple) -> None:
     cfg, _ = tiny
-    assert not KiviCache(cfg, bits=4, group_size=2).is_croppable
-    assert KiviCache(cfg, bits=4, group_size=2, fp_layers=(0, 1)).is_croppable  # no codec layer left
+    assert not CodecCache.from_method(cfg, "kivi", bits=4, group_size=2).is_croppable
+    assert CodecCache.from_method(cfg, "kivi", bits=4, group_size=2, fp_layers=(0, 1)).is_croppable  # no codec layer left
 
 
 def test_prompt_lookup_decoding_matches_greedy(tiny: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -261,9 +258,9 @@ def test_prompt_lookup_decoding_matches_greedy(tiny: tuple, monkeypatch: pytest.
     prompt = torch.tensor([[5, 6, 7, 8, 5, 6, 7, 8, 5, 6]])
     kw = {"do_sample": False, "max_new_tokens": 8, "eos_token_id": None, "pad_token_id": 0}
     makers = (
-        lambda c: FibQuantCache(c, block=4, codewords=16),
-        lambda c: TurboQuantCache(c, bits=3, prod=True),
-        lambda c: TurboQuantCache(c, bits=3, fp_layers=(-1,)),
+        lambda c: CodecCache.from_method(c, "fibquant", block=4, codewords=16),
+        lambda c: CodecCache.from_method(c, "turboquant-prod", bits=3),
+        lambda c: CodecCache.from_method(c, "turboquant", bits=3, fp_layers=(-1,)),
     )
     for make in makers:
         dropped.clear()
@@ -278,10 +275,10 @@ def test_fp_layers_out_of_range_raise(tiny: tuple) -> None:
     cfg, _ = tiny  # 2 layers
     for bad in ((2,), (99,), (-3,), (0, 5)):
         with pytest.raises(ValueError, match=r"fp_layers.*-2 <= i < 2"):
-            TurboQuantCache(cfg, bits=2, fp_layers=bad)
+            CodecCache.from_method(cfg, "turboquant", bits=2, fp_layers=bad)
     with pytest.raises(TypeError, match="fp_layers"):
-        TurboQuantCache(cfg, bits=2, fp_layers=(True,))
-    assert TurboQuantCache(cfg, bits=2, fp_layers=(-2, 1)).settings["fp_layers"] == [0, 1]
+        CodecCache.from_method(cfg, "turboquant", bits=2, fp_layers=(True,))
+    assert CodecCache.from_method(cfg, "turboquant", bits=2, fp_layers=(-2, 1)).settings["fp_layers"] == [0, 1]
     assert check_fp_layers((-1, 1, 0), 2) == [0, 1]
 
 
@@ -311,17 +308,17 @@ def test_window_keeps_large_bfloat16_values(tiny: tuple) -> None:
     keys, values = keys.to(torch.bfloat16), values.to(torch.bfloat16)
     keys[0, 0, 1, 3] = 3e5
     values[0, 1, 2, 0] = -3e5
-    cache = TurboQuantCache(cfg, bits=2, window=8)
+    cache = CodecCache.from_method(cfg, "turboquant", bits=2, window=8)
     k, v = cache.update(keys, values, 0)
     assert k.dtype == v.dtype == torch.bfloat16
     assert torch.isfinite(k).all() and torch.isfinite(v).all()
     assert torch.equal(k, keys) and torch.equal(v, values)
     assert cache.layers[0].memory_bytes() == 2 * 2 * keys.numel()  # 16-bit window, as accounted
     # float32 states are held at fp16 precision, as accounted; what fp16 cannot hold is refused, not made inf
-    k32, _ = TurboQuantCache(cfg, bits=2, window=8).update(keys.float() / 1e4, values.float() / 1e4, 0)
+    k32, _ = CodecCache.from_method(cfg, "turboquant", bits=2, window=8).update(keys.float() / 1e4, values.float() / 1e4, 0)
     assert torch.equal(k32, (keys.float() / 1e4).half().float())
     with pytest.raises(ValueError, match="window.*float16"):
-        TurboQuantCache(cfg, bits=2, window=8).update(keys.float(), values.float(), 0)
+        CodecCache.from_method(cfg, "turboquant", bits=2, window=8).update(keys.float(), values.float(), 0)
 
 
 # ----------------------------------------------------------------------------- option validation (minor)
@@ -329,32 +326,32 @@ def test_window_must_be_an_integer(tiny: tuple) -> None:
     cfg, _ = tiny
     for bad in (1.5, True, "2", 2.0):
         with pytest.raises(TypeError, match="window"):
-            TurboQuantCache(cfg, bits=2, window=bad)
+            CodecCache.from_method(cfg, "turboquant", bits=2, window=bad)
         with pytest.raises(TypeError, match="window"):
             CodecCache(cfg, "turboquant", {"bits": 2}, window=bad)
     with pytest.raises(TypeError, match="chunk"):
         CodecCache(cfg, "turboquant", {"bits": 2}, chunk=1.5)
     with pytest.raises(ValueError, match="center"):
-        TurboQuantCache(cfg, bits=2, center="keys", fp_layers=(0, 1))  # checked even with no codec layer
+        CodecCache.from_method(cfg, "turboquant", bits=2, center="keys", fp_layers=(0, 1))  # checked even with no codec layer
 
 
 def test_unknown_options_raise(tiny: tuple) -> None:
     cfg, _ = tiny
     with pytest.raises(TypeError, match="meta"):
-        KiviCache(cfg, bits=2, meta="float32")
+        CodecCache.from_method(cfg, "kivi", bits=2, meta="float32")
     with pytest.raises(TypeError, match="mode"):
-        KiviCache(cfg, bits=2, mode="per-token")  # keys are per-channel, values per-token, by design
+        CodecCache.from_method(cfg, "kivi", bits=2, mode="per-token")  # keys are per-channel, values per-token, by design
     with pytest.raises(TypeError, match="blok"):
-        FibQuantCache(cfg, block=4, codewords=16, blok=2)
+        CodecCache.from_method(cfg, "fibquant", block=4, codewords=16, blok=2)
     with pytest.raises(TypeError, match="bits"):
-        FibQuantCache(cfg, block=4, bits=2)  # would be ignored: codewords is given
+        CodecCache.from_method(cfg, "fibquant", block=4, bits=2)  # a KV cache takes codewords=N (as value_codewords), not bits
     with pytest.raises(TypeError, match="rotation"):
         CodecCache(cfg, "turboquant", {"bits": 2, "rotation": "hadamard"})  # TurboQuant's rotation is dense Haar
     with pytest.raises(TypeError, match="bitz"):
         CodecCache(cfg, "kivi", {"bits": 2}, "kivi", {"bitz": 2})
     # the documented options still work
-    assert KiviCache(cfg, bits=2, group_size=4, meta_dtype="float32").layers[0].key_codec.meta_dtype == "float32"
-    FibQuantCache(cfg, block=4, codewords=16, encoder="clustered", n_clusters=4, top=2)
+    assert CodecCache.from_method(cfg, "kivi", bits=2, group_size=4, meta_dtype="float32").layers[0].key_codec.meta_dtype == "float32"
+    CodecCache.from_method(cfg, "fibquant", block=4, codewords=16, encoder="clustered", n_clusters=4, top=2)
 
 
 def test_kv_eval_factory_rejects_unknown_options(tiny: tuple) -> None:
@@ -367,4 +364,42 @@ def test_kv_eval_factory_rejects_unknown_options(tiny: tuple) -> None:
         make_cache_factory("turboquant", cfg, bits=2, block=4)
     with pytest.raises(ValueError, match="fp_layers"):
         make_cache_factory("kivi", cfg, bits=2, fp_layers=(5,))  # at once, not when the first window runs
-    assert isinstance(make_cache_factory("kivi", cfg, bits=2, seed=0, block=None)(), KiviCache)
+    cache = make_cache_factory("kivi", cfg, bits=2, seed=0, block=None)()
+    assert isinstance(cache, CodecCache) and cache.settings["method"] == "kivi"
+
+
+# ----------------------------------------------------------------------------- one cache class for every method (issue #14)
+def test_a_newly_registered_method_is_a_kv_method(tiny: tuple) -> None:
+    """One register(...) line: the generic cache, make_cache_factory and the kv-pareto sweep take the method."""
+    from fibquant_theory.codecs import registry
+    from fibquant_theory.codecs.turboquant import make_turboquant
+    from fibquant_theory.kv.evaluate import make_cache_factory, pareto_configs
+
+    cfg, _ = tiny
+    registry.register(registry.MethodSpec(
+        "toy", make_turboquant, "TurboQuant-mse under another name", integer_rate=True, rate_options=("bits",),
+        required=(("bits",),), flags=(registry.BITS,), kv_sweep=({"bits": 3},), example={"bits": 3},
+    ))
+    try:
+        cache = make_cache_factory("toy", cfg, bits=3, value_bits=4, window=2)()
+        assert cache.settings["method"] == "toy" and cache.settings["value"]["bits"] == 4 and cache.settings["window"] == 2
+        keys, values = _states(1, 5, seed=12)
+        ref = CodecCache(cfg, "turboquant", {"bits": 3}, "turboquant", {"bits": 4}, window=2)
+        for got, want in zip(_feed(cache, keys, values, (5,)), _feed(ref, keys, values, (5,))):
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert ("toy", {"bits": 3}) in pareto_configs()
+        with pytest.raises(ValueError, match="toy needs bits"):
+            make_cache_factory("toy", cfg, seed=0)
+    finally:
+        del registry.SPECS["toy"], registry.METHODS["toy"]
+    with pytest.raises(ValueError, match="unknown method 'toy'"):
+        make_cache_factory("toy", cfg, bits=3)
+
+
+def test_fp_is_not_a_codec_cache(tiny: tuple) -> None:
+    from fibquant_theory.kv.evaluate import make_cache_factory
+
+    cfg, _ = tiny
+    assert make_cache_factory("fp", cfg, window=4)() is None
+    with pytest.raises(ValueError, match="compresses nothing"):
+        CodecCache.from_method(cfg, "fp")

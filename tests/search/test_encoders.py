@@ -150,9 +150,15 @@ def test_kmeans_is_deterministic_and_has_no_empty_cluster() -> None:
 
 def test_make_search_and_wrappers() -> None:
     points, labels = shell_codebook(32, 4, 64, 4)
-    cb = SimpleNamespace(points=points, shell_index=labels)
+
+    class Structured(ExhaustiveSearch):  # a stand-in for a codebook family's exact decoder
+        name = "structured"
+
+    cb = SimpleNamespace(points=points, shell_index=labels, structure=SimpleNamespace(search=Structured))
     for name in ENCODERS:
         assert make_search(name, cb).name == name
+    with pytest.raises(ValueError, match="structure"):
+        make_search("structured", SimpleNamespace(points=points, shell_index=labels))
     with pytest.raises(ValueError, match="encoder must be"):
         make_search("greedy", cb)
     with pytest.raises(ValueError, match="unknown encoder options"):

@@ -161,3 +161,33 @@ def test_haar_is_haar() -> None:
     # The sign fix matters: without it the diagonal of Q is biased; check E[q11] = 0.
     diag = np.array([haar_orthogonal(d, rng)[0, 0] for _ in range(3000)])
     assert abs(diag.mean()) < 5 * diag.std() / math.sqrt(diag.size)
+
+
+@pytest.mark.parametrize("d,k", [*CASES, (129, 1), (256, 255), (4096, 32), (100_000, 3)])
+def test_log_normalizer_is_one_implementation(d: int, k: int) -> None:
+    """SphericalBeta, highrate and the scalar design share one log c_{d,k} (portable lgamma), bit for bit."""
+    import mpmath
+
+    from fibquant_theory.theory import highrate, scalar
+    from fibquant_theory.theory.source import log_normalizer
+
+    value = log_normalizer(d, k)
+    assert SphericalBeta(d, k).log_normalizer == value
+    assert highrate.log_normalizer(d, k) == value
+    if k == 1:
+        assert scalar._log_c1(d) == value
+    with mpmath.workdps(40):
+        exact = mpmath.loggamma(mpmath.mpf(d) / 2) - mpmath.mpf(k) / 2 * mpmath.log(mpmath.pi) - mpmath.loggamma(
+            mpmath.mpf(d - k) / 2
+        )
+    # the two log-Gamma values cancel: the error is a few ulps of log Gamma(d/2), not of the difference
+    assert abs(value - float(exact)) <= 1e-14 * max(1.0, abs(float(mpmath.loggamma(mpmath.mpf(d) / 2))))
+
+
+def test_log_normalizer_rejects_the_degenerate_block() -> None:
+    from fibquant_theory.theory.source import log_normalizer
+
+    with pytest.raises(ValueError, match="no density"):
+        log_normalizer(8, 8)
+    with pytest.raises(ValueError, match="exceeds the dimension"):
+        log_normalizer(8, 9)

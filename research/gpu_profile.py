@@ -1,6 +1,6 @@
 """Profile one GPU decode and one decode-attention call (run under Nsight Compute).
 
-``ncu --profile-from-start off --section ... python scripts/gpu_profile.py [--only decode|attention] [--layout chunks|columns] [--sass DIR]``:
+``ncu --profile-from-start off --section ... python research/gpu_profile.py [--only decode|attention] [--layout chunks|columns] [--sass DIR]``:
 the encode and warm-up launches happen outside the profiled range; inside it, one
 decode of 4M vectors (d=128, k=8, N=256, Hadamard, fp16 out) and/or one
 decode-attention call (1 x 32 heads x 32k tokens). ``--sass DIR`` writes the
@@ -19,6 +19,7 @@ import torch
 from fibquant_theory.codebooks.design import design_codebook
 from fibquant_theory.codecs.fibquant import FibQuantCodec
 from fibquant_theory.gpu.codec import GPUFibQuantCodec
+from fibquant_theory.gpu.options import GPUOptions
 
 
 def main() -> None:
@@ -28,8 +29,10 @@ def main() -> None:
     parser.add_argument("--layout", choices=("chunks", "columns"), default="chunks", help="Hadamard decode kernel")
     args = parser.parse_args()
     d, k, n_cw = 128, 8, 256
-    g = GPUFibQuantCodec(FibQuantCodec(design_codebook(d, k, n_cw, seed=0), seed=0, rotation="hadamard", packing="fixed"))
-    g.decode_layout = args.layout
+    g = GPUFibQuantCodec(
+        FibQuantCodec(design_codebook(d, k, n_cw, seed=0), seed=0, rotation="hadamard", packing="fixed"),
+        options=GPUOptions(decode_layout=args.layout),
+    )
     torch.manual_seed(0)
     n = 1 << 22
     dec = args.only in ("decode", "both")
@@ -52,7 +55,7 @@ def main() -> None:
     torch.cuda.synchronize()
     torch.cuda.profiler.stop()
     if args.sass:
-        from fibquant_theory.gpu.kernels import COMPILED
+        from fibquant_theory.gpu.codegen import COMPILED
 
         out = Path(args.sass)
         out.mkdir(parents=True, exist_ok=True)

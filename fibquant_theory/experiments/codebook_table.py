@@ -13,7 +13,7 @@ codeword up to N = 4096, --large-spc above.
 
 Usage::
 
-    .venv/bin/python scripts/codebook_table.py [--dims 64 128] [--blocks 2 4 8]
+    .venv/bin/python -m fibquant_theory.experiments.codebook_table [--dims 64 128] [--blocks 2 4 8]
         [--rates 0.5 1 1.5 2 3] [--max-codewords 65536] [--jsonl rows.jsonl]
 """
 

@@ -12,9 +12,9 @@ Prints two tables:
 
 Usage::
 
-    python scripts/gain_table.py            # full (about 10 minutes on 2 cores; designs are cached)
-    python scripts/gain_table.py --quick    # N <= 256, 100k training samples
-    python scripts/gain_table.py --json out.json
+    python -m fibquant_theory.experiments.gain_table            # full (about 10 minutes on 2 cores; designs are cached)
+    python -m fibquant_theory.experiments.gain_table --quick    # N <= 256, 100k training samples
+    python -m fibquant_theory.experiments.gain_table --json out.json
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ machine under load), so sizes above ``--max-designed`` use the initial codebook 
 
 Example::
 
-    .venv/bin/python scripts/encoder_table.py --codewords 256 4096 65536 --codebook both
+    .venv/bin/python -m fibquant_theory.experiments.encoder_table --codewords 256 4096 65536 --codebook both
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Run by the MkDocs hook (``docs/hooks/fibquant_docs.py``) before every build, or by hand::
 
-    .venv/bin/python scripts/docs_assets.py --out docs/generated
+    .venv/bin/python docs/hooks/docs_assets.py --out docs/generated
 
 Everything is written under ``--out`` (git-ignored ``docs/generated/`` by default):
 
@@ -14,7 +14,7 @@ Everything is written under ``--out`` (git-ignored ``docs/generated/`` by defaul
 ``rd_scalar_table.md``
     The demo's rate–distortion rows as a Markdown table.
 ``encoder_table.md``
-    ``scripts/encoder_table.py --codewords 256 4096 --codebook initial``: distortion
+    ``python -m fibquant_theory.experiments.encoder_table --codewords 256 4096 --codebook initial``: distortion
     penalty and speed-up of the fast encoders against the exhaustive search, measured
     in the same run (when the script exists).
 ``machine.md``
@@ -42,7 +42,7 @@ from pathlib import Path
 
 __all__ = ["generate", "machine_info", "rd_markdown_table", "has_subcommand", "has_option", "main"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: The paper's figures written by ``fibquant figures --quick``: file name -> caption.
 PAPER_FIGURES: dict[str, str] = {
@@ -257,23 +257,14 @@ def generate(out: str | Path, samples: int = 20_000, seed: int = 0, verbose: boo
     seconds[f"fibquant {' '.join(cmd)}"] = time.perf_counter() - t0
     (out / "rd_scalar_table.md").write_text(rd_markdown_table(figures / "rd_scalar.csv"))
 
-    encoder_script = ROOT / "scripts" / "encoder_table.py"
-    if encoder_script.is_file():
-        args = ["--codewords", "256", "4096", "--codebook", "initial"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, str(encoder_script), *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"scripts/encoder_table.py failed with status {proc.returncode}:\n{proc.stderr[-2000:]}")
-        seconds["scripts/encoder_table.py " + " ".join(args)] = time.perf_counter() - t0
-        (out / "encoder_table.md").write_text(
-            f"`scripts/encoder_table.py {' '.join(args)}` printed:\n\n```\n{proc.stdout.strip()}\n```\n"
-        )
-    else:
-        (out / "encoder_table.md").write_text(
-            '!!! note "Not in this version"\n    This version has no `scripts/encoder_table.py`.\n'
-        )
+    args = ["--codewords", "256", "4096", "--codebook", "initial"]
+    command = ["-m", "fibquant_theory.experiments.encoder_table", *args]
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"python {' '.join(command)} failed with status {proc.returncode}:\n{proc.stderr[-2000:]}")
+    seconds["python " + " ".join(command)] = time.perf_counter() - t0
+    (out / "encoder_table.md").write_text(f"`python {' '.join(command)}` printed:\n\n```\n{proc.stdout.strip()}\n```\n")
 
     with_figures = has_subcommand("figures")
     if with_figures:
@@ -290,7 +281,7 @@ def generate(out: str | Path, samples: int = 20_000, seed: int = 0, verbose: boo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python scripts/docs_assets.py [--out DIR] [--samples N] [--seed S]``."""
+    """Command line: ``python docs/hooks/docs_assets.py [--out DIR] [--samples N] [--seed S]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "generated"))
     parser.add_argument("--samples", type=int, default=20_000)

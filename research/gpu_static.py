@@ -1,6 +1,6 @@
 """Static comparison of the GPU decode kernels without a GPU: PTX through NVVM, SASS through ptxas.
 
-``python scripts/gpu_static.py [--ptxas PATH] [--nvdisasm PATH] [--arch sm_90]`` compiles each
+``python research/gpu_static.py [--ptxas PATH] [--nvdisasm PATH] [--arch sm_90]`` compiles each
 decode layout to PTX with numba-cuda's ``compile_ptx`` (needs libNVVM, e.g. the
 ``nvidia-cuda-nvcc`` wheel on ``PYTHONPATH``: no GPU), assembles it with ``ptxas -v`` for the
 target and disassembles it with ``nvdisasm``. It prints a table: registers, spills, and the
@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fibquant_theory.gpu import column_decode, kernels
+from fibquant_theory.gpu import codegen, column_decode, decode, device
 from fibquant_theory.gpu._compat import SIMULATOR, cuda
 
 CLASSES = {
@@ -37,7 +37,7 @@ CLASSES = {
 
 
 class _Captured:
-    """What :func:`kernels._compile` would have built: the generated source, compiled to PTX instead."""
+    """What :func:`codegen.compile_kernel` would have built: the generated source, compiled to PTX instead."""
 
     def __init__(self, ptx: str, label: str, max_registers: int | None) -> None:
         self.ptx, self.label, self.max_registers = ptx, label, max_registers
@@ -47,7 +47,7 @@ def _compile_ptx(cc: tuple[int, int]):
     def fake(src, name, namespace, sig, label="", max_registers=None):
         ns = dict(namespace)
         exec(compile(src, f"<fibquant-gpu {name}>", "exec"), ns)  # noqa: S102 - our own generated code
-        ptx, _ = cuda.compile_ptx(ns[name], sig, fastmath=set(kernels.FASTMATH), cc=cc)
+        ptx, _ = cuda.compile_ptx(ns[name], sig, fastmath=set(codegen.FASTMATH), cc=cc)
         return _Captured(ptx, label or name, max_registers)
 
     return fake
@@ -100,15 +100,14 @@ def main() -> int:
         return 2
     cc = (int(args.arch[3]), int(args.arch[4:]))
     fake = _compile_ptx(cc)
-    kernels._compile = fake
-    column_decode._compile = fake
-    F16, F32 = kernels.OUT_F16, kernels.OUT_F32
+    codegen.compile_kernel = fake  # the kernel modules compile through codegen.compile_kernel
+    F16, F32 = device.OUT_F16, device.OUT_F32
     cases = []
     for d, k, n in ((128, 8, 256), (64, 32, 128)):
         for okind, oname in ((F16, "fp16"), (F32, "fp32")):
-            lanes, _ = kernels.lane_layout(d, max(16, k))
+            lanes, _ = codegen.lane_layout(d, max(16, k))
             cases.append((f"d={d} k={k} N={n} {oname} chunks (default)", 32 // lanes,
-                          lambda d=d, k=k, n=n, o=okind: kernels.decode_kernel(d, k, n, kernels.HDR_F16, o, kernels.ROT_HADAMARD)[0]))
+                          lambda d=d, k=k, n=n, o=okind: decode.decode_kernel(d, k, n, device.HDR_F16, o, device.ROT_HADAMARD)[0]))
             default_c = column_decode.column_plan(d, k, n, okind)["C"]
             # (columns, prefetch, codebook copies): the default, then one knob changed at a time
             variants = [(0, True, 0), (0, False, 0)] + [(c, True, 0) for c in (1, 2, 4, 8) if c != default_c]
@@ -121,7 +120,7 @@ def main() -> int:
                 tag = " (default)" if (c, pre, r) == (0, True, 0) else ""
                 name = f"d={d} k={k} N={n} {oname} columns C={plan['C']} R={plan['R']} prefetch={pre}{tag}"
                 cases.append((name, plan["W"], lambda d=d, k=k, n=n, o=okind, c=plan["C"], p=pre, r=plan["R"]: (
-                    column_decode.column_decode_kernel(d, k, n, kernels.HDR_F16, o, c, True, p, None, r)[0])))
+                    column_decode.column_decode_kernel(d, k, n, device.HDR_F16, o, c, True, p, None, r)[0])))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, per_warp, build in cases:
