@@ -32,14 +32,13 @@ import json
 import sys
 import time
 
-import numpy as np
 import torch
 
 from fibquant_theory.codebooks.codebook import CODEBOOK_VERSION, Codebook, save_codebook
+from fibquant_theory.codebooks.design import design_samples
 from fibquant_theory.codebooks.directions import resolve_direction_method
 from fibquant_theory.codebooks.shells import shell_codebook, valid_factorisations
 from fibquant_theory.search.kernel import nearest_exhaustive
-from fibquant_theory.theory.source import SphericalBeta
 
 
 def nearest(x: torch.Tensor, pts: torch.Tensor, chunk: int = 16384, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,9 +120,7 @@ def main() -> int:
     dev = torch.device(args.device)
     t0 = time.perf_counter()
     n_train = max(200_000, args.spc * n_code)
-    src = SphericalBeta(d, k)
-    train_np = src.rvs(n_train, seed=np.random.default_rng([1, seed, d, k, n_code]), method="radial")
-    held_np = src.rvs(args.n_heldout, seed=np.random.default_rng([2, seed, d, k, n_code]), method="radial")
+    train_np, held_np = design_samples(d, k, n_code, seed, n_train, args.n_heldout)
     x = torch.from_numpy(train_np).to(dev)
     held = torch.from_numpy(held_np).to(dev)
     n_search = min(n_train, args.n_screen)

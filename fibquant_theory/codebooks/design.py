@@ -74,7 +74,7 @@ from fibquant_theory.numerics.fixed_order import matmul_rows, row_sumsq
 from fibquant_theory.theory.rotation import haar_orthogonal
 from fibquant_theory.theory.source import SphericalBeta
 
-__all__ = ["cache_dir", "cache_path", "design_codebook"]
+__all__ = ["cache_dir", "cache_path", "design_codebook", "design_samples"]
 
 #: Keyword-only arguments of design_codebook that do not change the design.
 _NOT_DESIGN_OPTIONS = ("cache", "progress")
@@ -331,7 +331,7 @@ def _design(
     n_train = max(options["n_train"], spc * n_code)
     n_search = min(n_train, max(options["n_search"], spc * n_code))
     assign = assignment_method(n_code, k) if options["assign"] == "auto" else options["assign"]
-    train, heldout = _design_samples(d, k, n_code, seed, n_train, options["n_heldout"])
+    train, heldout = design_samples(d, k, n_code, seed, n_train, options["n_heldout"])
     rng = np.random.default_rng([3, seed, d, k, n_code])
     screen = train[:n_search]
     scale = d / k
@@ -422,11 +422,35 @@ def _design(
     )
 
 
-def _design_samples(d: int, k: int, n_code: int, seed: int, n_train: int, n_heldout: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training and held-out samples of the design ``(d, k, N, seed)`` (exact spherical-Beta, seeded)."""
+def design_samples(
+    d: int, k: int, n_codewords: int, seed: int, n_train: int, n_heldout: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training and held-out samples of the design ``(d, k, N, seed)``: exact spherical-Beta blocks, seeded.
+
+    Every design of ``(d, k, N, seed)`` (each family, and any other implementation
+    that wants the same samples) draws them here.
+
+    Parameters
+    ----------
+    d, k : int
+        Dimension and block size.
+    n_codewords : int
+        Codebook size ``N`` (part of the seeds).
+    seed : int
+        Design seed.
+    n_train, n_heldout : int
+        Numbers of training and held-out blocks.
+
+    Returns
+    -------
+    train : numpy.ndarray
+        Training blocks, shape ``(n_train, k)``.
+    heldout : numpy.ndarray
+        Held-out blocks, shape ``(n_heldout, k)``.
+    """
     source = SphericalBeta(d, k)
-    train = source.rvs(n_train, seed=np.random.default_rng([1, seed, d, k, n_code]), method="radial")
-    heldout = source.rvs(n_heldout, seed=np.random.default_rng([2, seed, d, k, n_code]), method="radial")
+    train = source.rvs(n_train, seed=np.random.default_rng([1, seed, d, k, n_codewords]), method="radial")
+    heldout = source.rvs(n_heldout, seed=np.random.default_rng([2, seed, d, k, n_codewords]), method="radial")
     return train, heldout
 
 
@@ -438,7 +462,7 @@ def _design_structured(
     structure = structure_type.build(d, k, n_code, options["lattice_shells"])  # type: ignore[attr-defined]
     n_train = max(options["n_train"], options["samples_per_codeword"] * n_code)
     assign = assignment_method(n_code, k) if options["assign"] == "auto" else options["assign"]
-    train, heldout = _design_samples(d, k, n_code, seed, n_train, options["n_heldout"])
+    train, heldout = design_samples(d, k, n_code, seed, n_train, options["n_heldout"])
     points = structure.points()
     scale = d / k
     params = {

@@ -77,7 +77,29 @@ class Codes(Protocol):
     def to_bytes(self) -> bytes: ...
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview) -> Codes: ...
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> Codes:
+        """Inverse of ``to_bytes``: the codes a blob of :func:`frame` holds, checked part by part.
+
+        Parameters
+        ----------
+        data : bytes-like
+            A blob written by ``to_bytes`` of this class.
+
+        Returns
+        -------
+        Codes
+            The codes, of this class.
+
+        Raises
+        ------
+        TypeError
+            If ``data`` is not bytes-like.
+        ValueError
+            On a wrong magic, truncated or corrupt data (checksum mismatch) or
+            an invalid header: every header field is checked for its type and
+            range (an implementation names any further checks).
+        """
+        ...
 
 
 @runtime_checkable
@@ -105,7 +127,24 @@ class Codec(Protocol):
 
     def inner_product(self, q: Any, codes: Any) -> np.ndarray: ...
 
-    def take(self, codes: Any, index: np.ndarray, axis: int) -> Any: ...
+    def take(self, codes: Any, index: np.ndarray, axis: int) -> Any:
+        """The codes of positions ``index`` along axis ``axis`` of ``codes.shape``, exactly (nothing is decoded).
+
+        Parameters
+        ----------
+        codes : Codes
+            Codes of this codec, leading shape ``S``.
+        index : array_like of int or bool
+            Positions along ``axis`` (see :func:`take_positions`).
+        axis : int
+            Axis of ``S``.
+
+        Returns
+        -------
+        Codes
+            Leading shape ``S`` with ``len(index)`` entries along ``axis``.
+        """
+        ...
 
 
 class RateAccounting:

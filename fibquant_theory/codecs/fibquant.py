@@ -73,40 +73,35 @@ def _gather_scaled(idx, norms, points, out):  # pragma: no cover - compiled
 
 
 @njit(
-    "void(float64[:, ::1], int64[::1], int64[::1], int64[:, ::1], float64[:, ::1], float64[::1], float64[::1])",
+    "void(float64[:, ::1], float64[:, :, ::1], int64[::1], int64[::1], int64[:, ::1], float64[:, ::1], float64[::1], float64[::1])",
     cache=True,
     nogil=True,
 )
-def _ip_gather(qr, qrow, crow, idx, points, norms, out):  # pragma: no cover - compiled
-    """``out[o] = norms[c] * sum_b <qr[q, block b], points[idx[c, b]]>`` with ``q = qrow[o], c = crow[o]``."""
+def _ip_pairs(qr, lut, qrow, crow, idx, points, norms, out):  # pragma: no cover - compiled
+    """``out[o] = norms[c] * sum_b s_b`` with ``q = qrow[o], c = crow[o]``.
+
+    The block score ``s_b`` is the table entry ``lut[q, b, idx[c, b]]`` when
+    ``lut`` has rows, else ``<qr[q, block b], points[idx[c, b]]>`` (gathered).
+    """
     m = idx.shape[1]
     k = points.shape[1]
+    use_lut = lut.shape[0] > 0
     for o in range(out.size):
         q = qrow[o]
         c = crow[o]
         acc = 0.0
         for b in range(m):
             p = idx[c, b]
-            for t in range(k):
-                acc += qr[q, b * k + t] * points[p, t]
+            if use_lut:
+                acc += lut[q, b, p]
+            else:
+                for t in range(k):
+                    acc += qr[q, b * k + t] * points[p, t]
         out[o] = norms[c] * acc
 
 
-@njit(
-    "void(float64[:, :, ::1], int64[::1], int64[::1], int64[:, ::1], float64[::1], float64[::1])",
-    cache=True,
-    nogil=True,
-)
-def _ip_lut(lut, qrow, crow, idx, norms, out):  # pragma: no cover - compiled
-    """``out[o] = norms[c] * sum_b lut[q, b, idx[c, b]]`` with ``q = qrow[o], c = crow[o]``."""
-    m = idx.shape[1]
-    for o in range(out.size):
-        q = qrow[o]
-        c = crow[o]
-        acc = 0.0
-        for b in range(m):
-            acc += lut[q, b, idx[c, b]]
-        out[o] = norms[c] * acc
+#: The ``lut`` argument of :func:`_ip_pairs` that selects gathering.
+_NO_LUT = np.empty((0, 0, 0))
 
 
 # ----------------------------------------------------------------------------- codec
@@ -352,24 +347,10 @@ class FibQuantCodec(RateAccounting):
         return self.decode_indices(idx, norms, dtype)[0]
 
     def take(self, codes: FibQuantCodes, index: object, axis: int = 0) -> FibQuantCodes:
-        """The codes of positions ``index`` along axis ``axis`` of ``codes.shape``, exactly.
+        """The codes of positions ``index`` along axis ``axis``, exactly; see :meth:`fibquant_theory.codecs.base.Codec.take`.
 
         The records are unpacked and packed again (the norms are header
         values, so packing them again is exact); nothing is decoded.
-
-        Parameters
-        ----------
-        codes : FibQuantCodes
-            Codes of this codec, leading shape ``S``.
-        index : array_like of int or bool
-            Positions along ``axis`` (see :func:`~fibquant_theory.codecs.base.take_positions`).
-        axis : int
-            Axis of ``S``.
-
-        Returns
-        -------
-        FibQuantCodes
-            Leading shape ``S`` with ``len(index)`` entries along ``axis``.
         """
         codes = self._check_codes(codes)
         idx, ax = take_positions(codes.shape, index, axis)
@@ -424,11 +405,10 @@ class FibQuantCodec(RateAccounting):
         qrow = np.array(np.broadcast_to(np.arange(n_q, dtype=np.int64).reshape(q_lead), out_shape).reshape(-1))
         crow = np.array(np.broadcast_to(np.arange(codes.n_vectors, dtype=np.int64).reshape(codes.shape), out_shape).reshape(-1))
         qr = np.ascontiguousarray(self.rotation.forward(q.reshape(-1, self.d)))
+        lut = _NO_LUT
         if method == "lut" or (method == "auto" and 4 * n_q * self.n_codewords <= out.size):
             lut = np.ascontiguousarray(matmul_rows(qr.reshape(n_q, self.n_blocks, self.k), self.points.T))
-            _ip_lut(lut, qrow, crow, idx, norms, out)
-        else:
-            _ip_gather(qr, qrow, crow, idx, self.points, norms, out)
+        _ip_pairs(qr, lut, qrow, crow, idx, self.points, norms, out)
         return out.reshape(out_shape)
 
 

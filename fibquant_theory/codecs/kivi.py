@@ -119,25 +119,9 @@ class KIVICodes:
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> KIVICodes:
-        """Inverse of :meth:`to_bytes`.
+        """Inverse of :meth:`to_bytes`; see :meth:`fibquant_theory.codecs.base.Codes.from_bytes`.
 
-        Parameters
-        ----------
-        data : bytes-like
-            A blob written by :meth:`to_bytes`.
-
-        Returns
-        -------
-        KIVICodes
-            The codes.
-
-        Raises
-        ------
-        TypeError
-            If ``data`` is not bytes-like.
-        ValueError
-            On a wrong magic, truncated or corrupt data (checksum mismatch), an
-            invalid header, or metadata that is not finite or has a negative step.
+        Metadata that is not finite or has a negative step is a ``ValueError`` too.
         """
         label = "KIVI codes"
         header, payload = unframe(data, _MAGIC, label, version=1, fields=_FIELDS, int_fields=("d", "bits", "group_size"))
@@ -323,26 +307,12 @@ class KIVICodec(RateAccounting):
         return (q * s + z).astype(dtype, copy=False)
 
     def take(self, codes: KIVICodes, index: object, axis: int = 0) -> KIVICodes:
-        """The codes of positions ``index`` along axis ``axis`` of ``codes.shape``, exactly.
+        """The codes of positions ``index`` along axis ``axis``, exactly; see :meth:`fibquant_theory.codecs.base.Codec.take`.
 
         The integers are unpacked and packed again and the metadata indexed;
-        nothing is decoded.
-
-        Parameters
-        ----------
-        codes : KIVICodes
-            Codes of this codec, leading shape ``S``.
-        index : array_like of int or bool
-            Positions along ``axis`` (see :func:`~fibquant_theory.codecs.base.take_positions`).
-        axis : int
-            Axis of ``S``. For per-channel codes along their last (token) axis,
-            only a prefix ``arange(n)`` is supported: the metadata of a token
-            group cannot be split.
-
-        Returns
-        -------
-        KIVICodes
-            Leading shape ``S`` with ``len(index)`` entries along ``axis``.
+        nothing is decoded. For per-channel codes along their last (token)
+        axis, only a prefix ``arange(n)`` is supported: the metadata of a
+        token group cannot be split.
         """
         codes = self._check(codes)
         shape = tuple(codes.shape)

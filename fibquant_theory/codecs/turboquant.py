@@ -117,21 +117,9 @@ class _TurboQuantBase(RateAccounting):
         return self.decode(codes.flat().select(slice(i, i + 1)))[0]
 
     def take(self, codes: Any, index: object, axis: int = 0) -> Any:
-        """The codes of positions ``index`` along axis ``axis`` of ``codes.shape``, exactly (the arrays are indexed).
+        """The codes of positions ``index`` along axis ``axis``, exactly; see :meth:`fibquant_theory.codecs.base.Codec.take`.
 
-        Parameters
-        ----------
-        codes : ScalarCodes or QJLCodes
-            Codes of this codec, leading shape ``S``.
-        index : array_like of int or bool
-            Positions along ``axis`` (see :func:`~fibquant_theory.codecs.base.take_positions`).
-        axis : int
-            Axis of ``S``.
-
-        Returns
-        -------
-        ScalarCodes or QJLCodes
-            Leading shape ``S`` with ``len(index)`` entries along ``axis``.
+        The arrays are indexed; nothing is decoded.
         """
         codes = self._check_codes(codes)
         idx, ax = take_positions(codes.shape, index, axis)

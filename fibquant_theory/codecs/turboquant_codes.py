@@ -65,6 +65,16 @@ class _HeaderCodes:
     _label: ClassVar[str]
     _n_headers: ClassVar[int] = 1
 
+    def __post_init__(self) -> None:
+        d, bits, seed, norm_dtype = _check_fields(self.d, self.bits, self.seed, self.norm_dtype)
+        scalars = (("d", d), ("bits", bits), ("seed", seed), ("norm_dtype", norm_dtype))
+        for name, value in (*self._checked_arrays(d, bits, norm_dtype), *scalars):
+            object.__setattr__(self, name, value)
+
+    def _checked_arrays(self, d: int, bits: int, norm_dtype: str) -> list[tuple[str, Any]]:
+        """The validated array fields, ``(name, value)`` (called with the checked scalar fields)."""
+        raise NotImplementedError
+
     @property
     def shape(self) -> tuple[int, ...]:
         """Leading shape of the encoded array."""
@@ -128,25 +138,9 @@ class _HeaderCodes:
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> Any:
-        """Inverse of :meth:`to_bytes`.
+        """Inverse of :meth:`to_bytes`; see :meth:`fibquant_theory.codecs.base.Codes.from_bytes`.
 
-        Parameters
-        ----------
-        data : bytes-like
-            A blob written by :meth:`to_bytes` of this class.
-
-        Returns
-        -------
-        ScalarCodes or QJLCodes
-            The codes (of this class).
-
-        Raises
-        ------
-        TypeError
-            If ``data`` is not bytes-like.
-        ValueError
-            On a wrong magic, truncated or corrupt data (checksum mismatch) or
-            an invalid header; the codes are validated like new ones.
+        The codes read back are validated like new ones.
         """
         label = cls._label
         names = ("shape", "d", "bits", "seed", "norm_dtype")
@@ -194,14 +188,6 @@ class ScalarCodes(_HeaderCodes):
     seed: int
     norm_dtype: str = "float16"
 
-    def __post_init__(self) -> None:
-        d, bits, seed, norm_dtype = _check_fields(self.d, self.bits, self.seed, self.norm_dtype)
-        idx = _level_indices(self.indices, d, bits)
-        header = check_header_array(self.norm_header, norm_dtype, idx.shape[:-1], "norm_header")
-        for name, value in (("indices", idx), ("norm_header", header), ("d", d), ("bits", bits), ("seed", seed)):
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "norm_dtype", norm_dtype)
-
     _magic = b"TQMSECD1"
     _label = "TurboQuant codes"
 
@@ -212,6 +198,10 @@ class ScalarCodes(_HeaderCodes):
     def flat(self) -> ScalarCodes:
         """The same codes with leading shape ``(n,)`` (row-major), exactly."""
         return ScalarCodes(self.indices.reshape(-1, self.d), self.norm_header.reshape(-1), self.d, self.bits, self.seed, self.norm_dtype)
+
+    def _checked_arrays(self, d: int, bits: int, norm_dtype: str) -> list[tuple[str, Any]]:
+        idx = _level_indices(self.indices, d, bits)
+        return [("indices", idx), ("norm_header", check_header_array(self.norm_header, norm_dtype, idx.shape[:-1], "norm_header"))]
 
     def _levels(self) -> np.ndarray:
         return self.indices.reshape(-1, self.d)
@@ -248,36 +238,6 @@ class QJLCodes(_HeaderCodes):
     seed: int
     norm_dtype: str = "float16"
 
-    def __post_init__(self) -> None:
-        d, bits, seed, norm_dtype = _check_fields(self.d, self.bits, self.seed, self.norm_dtype)
-        signs = np.asarray(self.signs)
-        if signs.ndim == 0 or signs.shape[-1] != d or not np.issubdtype(signs.dtype, np.integer):
-            raise ValueError(f"signs must be integers of shape (..., {d}), got {signs.dtype} {signs.shape}")
-        if signs.size and not np.isin(signs, (-1, 1)).all():
-            raise ValueError("signs must be -1 or +1")
-        signs = signs.astype(np.int8)
-        signs.setflags(write=False)
-        idx = self.indices
-        if (bits == 1) != (idx is None):
-            raise ValueError(f"a {bits}-bit code has {'no' if bits == 1 else 'an'} MSE stage: indices must be "
-                             f"{'None' if bits == 1 else 'given'}")
-        shape = signs.shape[:-1]
-        if idx is not None:
-            idx = _level_indices(idx, d, bits - 1)
-            if idx.shape[:-1] != shape:
-                raise ValueError(f"indices have leading shape {idx.shape[:-1]}, signs {shape}")
-        for name, value in (
-            ("signs", signs),
-            ("indices", idx),
-            ("residual_header", check_header_array(self.residual_header, norm_dtype, shape, "residual_header")),
-            ("norm_header", check_header_array(self.norm_header, norm_dtype, shape, "norm_header")),
-            ("d", d),
-            ("bits", bits),
-            ("seed", seed),
-            ("norm_dtype", norm_dtype),
-        ):
-            object.__setattr__(self, name, value)
-
     @property
     def residual_norms(self) -> np.ndarray:
         """The stored residual norms as float64, shape ``(...)``."""
@@ -302,6 +262,30 @@ class QJLCodes(_HeaderCodes):
             self.signs.reshape(-1, self.d), self.residual_header.reshape(-1), self.norm_header.reshape(-1),
             self.d, self.bits, self.seed, self.norm_dtype,
         )
+
+    def _checked_arrays(self, d: int, bits: int, norm_dtype: str) -> list[tuple[str, Any]]:
+        signs = np.asarray(self.signs)
+        if signs.ndim == 0 or signs.shape[-1] != d or not np.issubdtype(signs.dtype, np.integer):
+            raise ValueError(f"signs must be integers of shape (..., {d}), got {signs.dtype} {signs.shape}")
+        if signs.size and not np.isin(signs, (-1, 1)).all():
+            raise ValueError("signs must be -1 or +1")
+        signs = signs.astype(np.int8)
+        signs.setflags(write=False)
+        idx = self.indices
+        if (bits == 1) != (idx is None):
+            raise ValueError(f"a {bits}-bit code has {'no' if bits == 1 else 'an'} MSE stage: indices must be "
+                             f"{'None' if bits == 1 else 'given'}")
+        shape = signs.shape[:-1]
+        if idx is not None:
+            idx = _level_indices(idx, d, bits - 1)
+            if idx.shape[:-1] != shape:
+                raise ValueError(f"indices have leading shape {idx.shape[:-1]}, signs {shape}")
+        return [
+            ("signs", signs),
+            ("indices", idx),
+            ("residual_header", check_header_array(self.residual_header, norm_dtype, shape, "residual_header")),
+            ("norm_header", check_header_array(self.norm_header, norm_dtype, shape, "norm_header")),
+        ]
 
     def _headers(self) -> list[np.ndarray]:
         return [self.norm_header, self.residual_header]

@@ -20,6 +20,7 @@ from fibquant_theory.codebooks.design import cache_dir, cache_path, design_codeb
 from fibquant_theory.codecs.registry import METHODS
 from fibquant_theory.theory.scalar import lloyd_max_scalar
 from fibquant_theory.theory.source import SphericalBeta
+from tests.helpers import byte_flip_outcomes
 
 SMALL = {"n_train": 20_000, "n_heldout": 20_000, "cache": False}
 
@@ -267,19 +268,7 @@ def test_any_single_byte_corruption_is_an_error_or_harmless(small_codebook: Code
     loads the identical codebook (bytes the format ignores) or raises ValueError.
     Observed: of the file's bytes, most flips raise ValueError, the rest load the same codebook."""
     raw = save_codebook(small_codebook, tmp_path / "cb.npz").read_bytes()
-    bad = tmp_path / "bad.npz"
-    outcomes = {"error": 0, "same": 0}
-    for i in range(len(raw)):
-        flipped = bytearray(raw)
-        flipped[i] ^= 0xFF
-        bad.write_bytes(bytes(flipped))
-        try:
-            back = load_codebook(bad)
-        except ValueError:
-            outcomes["error"] += 1
-            continue
-        assert back == small_codebook, i  # never a different codebook without an error
-        outcomes["same"] += 1
+    outcomes = byte_flip_outcomes(raw, tmp_path / "bad.npz", load_codebook, small_codebook)  # never a different codebook
     assert outcomes["error"] > 0.9 * len(raw), outcomes
 
 

@@ -27,6 +27,7 @@ from fibquant_theory.codecs.fibquant import FibQuantCodec
 from fibquant_theory.search.encoders import ExhaustiveSearch, make_search
 from fibquant_theory.theory.source import SphericalBeta
 
+from ..helpers import assert_rejects_nan_and_inf, byte_flip_outcomes
 from ..reference import nearest_codeword_naive
 
 EPS = np.finfo(np.float64).eps
@@ -148,13 +149,7 @@ def test_structured_search_is_the_exhaustive_search(
 def test_structured_search_rejects_bad_blocks(cls: type, variant: int) -> None:
     s = _structure(cls, variant, 2)
     search = s.search(s.points())
-    y = np.zeros((4, cls.block))
-    y[2, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        search.search(y)
-    y[2, 1] = np.inf
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        search.search(y)
+    assert_rejects_nan_and_inf(search.search, np.zeros((4, cls.block)), (2, 1), nan_match="NaN or Inf")
     with pytest.raises(ValueError, match="shape"):
         search.search(np.zeros((4, cls.block + 1)))
     with pytest.raises(ValueError, match="too large"):
@@ -319,19 +314,7 @@ def test_corrupt_family_files_are_rejected(e8_codebook: Codebook, tmp_path: Path
 def test_every_single_byte_corruption_is_an_error_or_harmless(tmp_path: Path) -> None:
     cb = design_codebook(16, 4, 24, family="hurwitz", n_train=2_000, n_heldout=2_000, cache=False)
     raw = save_codebook(cb, tmp_path / "cb.npz").read_bytes()
-    bad = tmp_path / "bad.npz"
-    errors = 0
-    for i in range(len(raw)):
-        flipped = bytearray(raw)
-        flipped[i] ^= 0xFF
-        bad.write_bytes(bytes(flipped))
-        try:
-            back = load_codebook(bad)
-        except ValueError:
-            errors += 1
-            continue
-        assert back == cb, i
-    assert errors > 0.9 * len(raw)
+    assert byte_flip_outcomes(raw, tmp_path / "bad.npz", load_codebook, cb)["error"] > 0.9 * len(raw)
 
 
 def test_codebook_fields_and_family_hashing(e8_codebook: Codebook) -> None:

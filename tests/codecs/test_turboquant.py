@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from fibquant_theory import TurboQuantMSE, TurboQuantProd, lloyd_max_scalar, rate_distortion, sample_unit_vectors
 from fibquant_theory.numerics.fixed_order import row_norms
 from fibquant_theory.codecs.turboquant import ScalarCodes
+from tests.helpers import assert_rejects_nan_and_inf
 
 CODECS = [TurboQuantMSE, TurboQuantProd]
 
@@ -48,13 +49,7 @@ def test_zero_vectors_round_trip_to_zero(cls: type, bits: int) -> None:
 @pytest.mark.parametrize("cls", CODECS)
 def test_bad_input_raises(cls: type) -> None:
     codec = cls(16, 2)
-    x = np.ones((4, 16))
-    x[2, 5] = np.nan
-    with pytest.raises(ValueError, match="row 2"):
-        codec.encode(x)
-    x[2, 5] = np.inf
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        codec.encode(x)
+    assert_rejects_nan_and_inf(codec.encode, np.ones((4, 16)), (2, 5), nan_match="row 2")
     with pytest.raises(ValueError, match=r"\(\.\.\., 16\)"):
         codec.encode(np.ones((4, 15)))
     with pytest.raises(ValueError):

@@ -1,0 +1,44 @@
+"""Checks that several test modules share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+
+def byte_flip_outcomes(raw: bytes, path: Path, load: Callable[[Path], Any], expected: Any) -> dict[str, int]:
+    """Flip every byte of ``raw`` in turn (``^ 0xFF``), write the result to ``path`` and ``load`` it.
+
+    Returns how many flips raised ``ValueError`` (``"error"``) and how many loaded
+    ``expected`` again (``"same"``); a flip that loads anything else fails the test.
+    """
+    outcomes = {"error": 0, "same": 0}
+    for i in range(len(raw)):
+        flipped = bytearray(raw)
+        flipped[i] ^= 0xFF
+        path.write_bytes(bytes(flipped))
+        try:
+            back = load(path)
+        except ValueError:
+            outcomes["error"] += 1
+            continue
+        assert back == expected, i  # never a different result without an error
+        outcomes["same"] += 1
+    return outcomes
+
+
+def assert_rejects_nan_and_inf(call: Callable[[np.ndarray], Any], x: np.ndarray, where: tuple[int, ...], nan_match: str) -> None:
+    """``call(x)`` raises ``ValueError`` matching ``nan_match`` with ``x[where] = nan``, and "NaN or Inf" with ``+inf`` there.
+
+    ``x`` is changed in place (it keeps the ``inf``).
+    """
+    x[where] = np.nan
+    with pytest.raises(ValueError, match=nan_match):
+        call(x)
+    x[where] = np.inf
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        call(x)
