@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from fibquant_theory.codebooks.codebook import Codebook
-
 from fibquant_theory.codebooks.design import design_codebook
 from fibquant_theory.theory.scalar import lloyd_max_scalar
 from fibquant_theory.theory.source import SphericalBeta

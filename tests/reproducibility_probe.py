@@ -24,15 +24,15 @@ def digest(a: Any) -> str:
 def fingerprint() -> dict[str, str]:
     """Hashes of designs, samples, rotations, codes, decodes and estimates (a few seconds)."""
     from fibquant_theory.codebooks.design import design_codebook
-    from fibquant_theory.codecs.fibquant import FibQuantCodec
     from fibquant_theory.codebooks.directions import fibonacci_sphere, fibonacci_sunflower, roberts_kronecker_directions
+    from fibquant_theory.codebooks.shells import beta_quantile_radii
+    from fibquant_theory.codecs.fibquant import FibQuantCodec
     from fibquant_theory.codecs.kivi import KIVICodec
+    from fibquant_theory.codecs.turboquant import TurboQuantMSE, TurboQuantProd
     from fibquant_theory.experiments.rd import rate_distortion
     from fibquant_theory.theory.rotation import haar_orthogonal, randomized_hadamard
     from fibquant_theory.theory.scalar import lloyd_max_scalar
-    from fibquant_theory.codebooks.shells import beta_quantile_radii
     from fibquant_theory.theory.source import SphericalBeta, sample_unit_vectors, standard_normal
-    from fibquant_theory.codecs.turboquant import TurboQuantMSE, TurboQuantProd
 
     out: dict[str, str] = {}
     books = {args: design_codebook(*args, cache=False) for args in GOLDEN_DESIGNS}

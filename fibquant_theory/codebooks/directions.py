@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from fibquant_theory._validation import check_finite_rows, check_int
 from fibquant_theory.numerics.fixed_order import matmul_rows, row_norms
 from fibquant_theory.numerics.portable_math import betainc, betaincinv, ndtri, sincos_turns

@@ -30,7 +30,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fibquant_theory._validation import as_vectors, check_int
-from fibquant_theory.codecs.base import RateAccounting, check_same_codec, flat_index, frame, integer_bits, take_positions, unframe
+from fibquant_theory.codecs.base import (
+    RateAccounting,
+    check_same_codec,
+    flat_index,
+    frame,
+    integer_bits,
+    take_positions,
+    unframe,
+)
 from fibquant_theory.codecs.packing import pack_indices, unpack_indices
 from fibquant_theory.numerics.fixed_order import row_dots
 

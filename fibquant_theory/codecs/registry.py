@@ -334,6 +334,7 @@ register(MethodSpec(
     kv_sweep=({"bits": 2}, {"bits": 4}), example={"bits": 4},
 ))
 
+
 def kv_methods() -> tuple[str, ...]:
     """Methods of the KV caches and the ``kv-*`` commands: ``"fp"`` and every KV method, in registration order.
 

@@ -17,8 +17,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fibquant_theory._table import format_table
-from fibquant_theory.config import DEMO_FAMILY_POINTS, DEMO_KV, DEMO_RD_POINTS
 from fibquant_theory.codecs.registry import make_codec
+from fibquant_theory.config import DEMO_FAMILY_POINTS, DEMO_KV, DEMO_RD_POINTS
 from fibquant_theory.experiments.rd import rate_distortion
 from fibquant_theory.kv.report import KV_COLUMNS, flat_rows, write_csv
 
@@ -112,7 +112,14 @@ def fibquant_rd_table(
 def run_kv_demo(out: Path, max_tokens: int | None = None, progress: bool = True) -> str:
     """The KV-cache part of the demo on the embedded model; writes ``kv_demo.csv``; returns text."""
     from fibquant_theory.kv.cache import CodecCache
-    from fibquant_theory.kv.evaluate import default_text_path, greedy_generate, kv_eval, load_model, perplexity, tokenize
+    from fibquant_theory.kv.evaluate import (
+        default_text_path,
+        greedy_generate,
+        kv_eval,
+        load_model,
+        perplexity,
+        tokenize,
+    )
 
     model, tok = load_model()
     text_path = default_text_path()

@@ -42,13 +42,13 @@ from tqdm.auto import tqdm
 
 from fibquant_theory._table import format_table
 from fibquant_theory.codebooks.design import design_codebook
+from fibquant_theory.codebooks.shells import shell_codebook
 from fibquant_theory.search.encoders import (
     ClusteredSearch,
     ExhaustiveSearch,
     NearestCodewordSearch,
     TwoStageSearch,
 )
-from fibquant_theory.codebooks.shells import shell_codebook
 from fibquant_theory.theory.source import SphericalBeta
 
 COLUMNS = ["codebook", "N", "encoder", "mse", "penalty_%", "changed_%", "cands", "vec_per_s", "speedup"]

@@ -24,10 +24,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fibquant_theory.codebooks.codebook import Codebook
-from fibquant_theory.config import FIGURES_FULL, FIGURES_QUICK
-
 from fibquant_theory.codebooks.design import design_codebook
 from fibquant_theory.codebooks.lloyd import nearest_codeword
+from fibquant_theory.config import FIGURES_FULL, FIGURES_QUICK
 from fibquant_theory.theory.scalar import lloyd_max_scalar
 from fibquant_theory.theory.source import SphericalBeta
 

@@ -26,10 +26,10 @@ import sys
 
 from tqdm.auto import tqdm
 
-from fibquant_theory.theory import highrate
 from fibquant_theory._table import format_table
 from fibquant_theory.codebooks.design import design_codebook
 from fibquant_theory.proofs._designs import evaluate_mse
+from fibquant_theory.theory import highrate
 from fibquant_theory.theory.scalar import lloyd_max_scalar
 
 PRED_COLUMNS = ["d", "k", "lattice", "G_k", "cell_shaping_db", "density_matching_db", "shape_db", "memory_db",

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from fibquant_theory.codebooks.lloyd import assignment_method, lloyd_max, nearest_codeword
 from fibquant_theory.theory.source import SphericalBeta
-
 from tests.reference import lloyd_max_from_samples, lloyd_naive, nearest_codeword_naive
 
 

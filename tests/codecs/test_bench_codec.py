@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 
 from fibquant_theory.codebooks.codebook import Codebook
-
 from fibquant_theory.codebooks.design import design_codebook
 from fibquant_theory.codecs.fibquant import FibQuantCodec, FibQuantCodes
 from fibquant_theory.codecs.registry import SPECS, make_codec
 from fibquant_theory.theory.source import sample_unit_vectors
-
 from tests.reference import decode_numpy, encode_numpy
 
 D, K, N = 128, 8, 256

@@ -22,11 +22,10 @@ from fibquant_theory.codecs.fibquant import (
     encode_norms,
 )
 from fibquant_theory.codecs.registry import make_codec
+from fibquant_theory.codecs.turboquant import TurboQuantMSE
 from fibquant_theory.experiments.rd import rate_distortion
 from fibquant_theory.theory.rotation import haar_orthogonal
 from fibquant_theory.theory.source import SphericalBeta
-from fibquant_theory.codecs.turboquant import TurboQuantMSE
-
 from tests.reference import decode_numpy, encode_numpy
 
 #: Small, fast designs for the tests (d = 32, k = 4).

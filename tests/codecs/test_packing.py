@@ -22,7 +22,6 @@ from fibquant_theory.codecs.packing import (
     payload_bits,
     unpack_indices,
 )
-
 from tests.reference import pack_records_naive, unpack_records_naive
 
 

@@ -13,8 +13,8 @@ from fibquant_theory.codecs import registry
 from fibquant_theory.codecs.base import integer_bits
 from fibquant_theory.codecs.fibquant import FibQuantCodec
 from fibquant_theory.codecs.registry import METHODS, make_codec
-from fibquant_theory.experiments.rd import rate_distortion
 from fibquant_theory.codecs.turboquant import TurboQuantMSE
+from fibquant_theory.experiments.rd import rate_distortion
 
 #: a small, fast, uncached FibQuant design
 SMALL = {"n_train": 2000, "n_heldout": 1000, "cache": False}

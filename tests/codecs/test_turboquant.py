@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fibquant_theory import TurboQuantMSE, TurboQuantProd, lloyd_max_scalar, rate_distortion, sample_unit_vectors
-from fibquant_theory.numerics.fixed_order import row_norms
 from fibquant_theory.codecs.turboquant import ScalarCodes
+from fibquant_theory.numerics.fixed_order import row_norms
 from tests.helpers import assert_rejects_nan_and_inf
 
 CODECS = [TurboQuantMSE, TurboQuantProd]

@@ -11,14 +11,14 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from fibquant_theory.theory import highrate
-from fibquant_theory.codebooks.design import design_codebook
 from fibquant_theory.proofs import dominance as dom
 from fibquant_theory.proofs import spherical_beta as sb
 from fibquant_theory.proofs._designs import paired_mse
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fibquant_theory.codebooks.design import design_codebook
+from fibquant_theory.theory import highrate
 from fibquant_theory.theory.scalar import lloyd_max_scalar
 from fibquant_theory.theory.source import SphericalBeta
 

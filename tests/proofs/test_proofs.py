@@ -11,14 +11,14 @@ import json
 import math
 
 import pytest
-
-from fibquant_theory.experiments import verify as verify_mod
-from fibquant_theory.cli.main import main
 from fibquant_theory.proofs import Check, make_check
 from fibquant_theory.proofs import dominance as dom
 from fibquant_theory.proofs import high_rate as hr
 from fibquant_theory.proofs import spherical_beta as sb
 from fibquant_theory.proofs import sub_one_bit as sob
+
+from fibquant_theory.cli.main import main
+from fibquant_theory.experiments import verify as verify_mod
 
 
 def _checks(res: Check | list[Check]) -> list[Check]:

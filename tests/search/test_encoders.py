@@ -19,7 +19,6 @@ from fibquant_theory.search.encoders import (
     nearest_codeword,
 )
 from fibquant_theory.theory.source import SphericalBeta
-
 from tests.reference import clustered_naive, nearest_codeword_naive, two_stage_naive
 
 
