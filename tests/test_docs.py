@@ -415,3 +415,12 @@ def test_site_in_headless_chromium(site: Path) -> None:
         shutil.rmtree(profile, ignore_errors=True)
     png = (SCREENSHOTS / "theory.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_methods_markdown_table() -> None:
+    assets = _load_script("docs_assets", ROOT / "docs" / "hooks" / "docs_assets.py")
+    rows = [{"method": "toy", "rate": "bits (integer bits)", "kv": "yes", "options": "bits, seed", "description": "a toy"}]
+    table = assets.methods_markdown_table(rows).splitlines()
+    assert table[2] == "| `toy` | bits (integer bits) | yes | `bits`, `seed` | a toy |"
+    with pytest.raises(ValueError, match="no method"):
+        assets.methods_markdown_table([])

@@ -16,7 +16,9 @@ Everything is written under ``--out`` (git-ignored ``docs/generated/`` by defaul
 ``encoder_table.md``
     ``python -m fibquant_theory.experiments.encoder_table --codewords 256 4096 --codebook initial``: distortion
     penalty and speed-up of the fast encoders against the exhaustive search, measured
-    in the same run (when the script exists).
+    in the same run.
+``methods_table.md``
+    ``fibquant methods --json`` as a Markdown table: every codec of the registry.
 ``machine.md``
     Machine, software versions, commit and date of the run (a Markdown list).
 ``paper_figures.md``
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
+import json
 import os
 import platform
 import subprocess
@@ -194,6 +197,17 @@ def rd_markdown_table(csv_path: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def methods_markdown_table(methods: Sequence[dict[str, str]]) -> str:
+    """The registry's methods (the rows of ``fibquant methods --json``) as a Markdown table."""
+    if not methods:
+        raise ValueError("fibquant methods printed no method")
+    lines = ["| method | rate | KV cache | options | what it is |", "| --- | --- | --- | --- | --- |"]
+    for m in methods:
+        options = ", ".join(f"`{o}`" for o in m["options"].split(", ") if o)
+        lines.append(f"| `{m['method']}` | {m['rate']} | {m['kv']} | {options} | {m['description']} |")
+    return "\n".join(lines) + "\n"
+
+
 def _machine_markdown(info: dict[str, str], seconds: dict[str, float]) -> str:
     timing = ", ".join(f"`{k}` {v:.1f} s" for k, v in seconds.items())
     return (
@@ -265,6 +279,10 @@ def generate(out: str | Path, samples: int = 20_000, seed: int = 0, verbose: boo
         raise RuntimeError(f"python {' '.join(command)} failed with status {proc.returncode}:\n{proc.stderr[-2000:]}")
     seconds["python " + " ".join(command)] = time.perf_counter() - t0
     (out / "encoder_table.md").write_text(f"`python {' '.join(command)}` printed:\n\n```\n{proc.stdout.strip()}\n```\n")
+
+    t0 = time.perf_counter()
+    (out / "methods_table.md").write_text(methods_markdown_table(json.loads(_fibquant(["methods", "--json"]))))
+    seconds["fibquant methods --json"] = time.perf_counter() - t0
 
     with_figures = has_subcommand("figures")
     if with_figures:

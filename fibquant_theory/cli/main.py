@@ -178,6 +178,24 @@ def _cmd_verify(args: argparse.Namespace) -> str:
     return format_report(checks)
 
 
+def _cmd_methods(args: argparse.Namespace) -> str:
+    from fibquant_theory.codecs.registry import SPECS
+
+    rows = [
+        {
+            "method": spec.name,
+            "rate": " + ".join(spec.rate_options) + (" (integer bits)" if spec.integer_rate else " (fractional rates)"),
+            "kv": "yes" if spec.kv else "no",
+            "options": ", ".join(spec.options),
+            "description": spec.description,
+        }
+        for spec in SPECS.values()
+    ]
+    if args.json:
+        return json.dumps(rows)
+    return format_table(rows, ["method", "rate", "kv", "options", "description"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fibquant`` command."""
     parser = argparse.ArgumentParser(prog="fibquant", description=__doc__.splitlines()[0])
@@ -229,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--only", nargs="+", metavar="MODULE", help="proof modules to run (default: all)")
     ver.add_argument("--no-progress", action="store_true")
     ver.set_defaults(func=_cmd_verify)
+
+    methods = sub.add_parser("methods", help="the registered codecs: rate options, KV use, every option")
+    methods.add_argument("--json", action="store_true", help="print a JSON list, one object per method")
+    methods.set_defaults(func=_cmd_methods)
 
     add_kv_commands(sub)
     return parser

@@ -224,3 +224,18 @@ def test_rd_family_goes_to_the_codebook_design(capsys: pytest.CaptureFixture[str
     assert "nope" in capsys.readouterr().err
     assert main(["rd", "--dim", "16", "--method", "turboquant", "--bits", "2", "--family", "d4"]) == 2
     assert "--family applies only to --method fibquant, not turboquant" in capsys.readouterr().err
+
+
+def test_methods_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    """``fibquant methods`` prints every registered codec with its options (read from the registry)."""
+    from fibquant_theory.codecs.registry import SPECS
+
+    assert main(["methods", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["method"] for r in rows] == list(SPECS)
+    by_name = {r["method"]: r for r in rows}
+    assert "family" in by_name["fibquant"]["options"].split(", ")
+    assert by_name["turboquant"]["rate"] == "bits (integer bits)"
+    assert main(["methods"]) == 0
+    table = capsys.readouterr().out
+    assert all(name in table for name in SPECS)
