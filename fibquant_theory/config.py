@@ -8,7 +8,7 @@ them all at once.
 
 from __future__ import annotations
 
-__all__ = ["DEMO_FAMILY_POINTS", "DEMO_KV", "DEMO_RD_POINTS", "FIGURES_FULL", "FIGURES_QUICK", "MAX_CODEWORDS"]
+__all__ = ["DEMO_FAMILY_POINTS", "DEMO_KV", "DEMO_KV_TOKENS", "DEMO_RD_POINTS", "FIGURES_FULL", "FIGURES_QUICK", "MAX_CODEWORDS"]
 
 #: Largest codebook size that can be designed or packed (keeps every limb product inside int64).
 MAX_CODEWORDS = 1 << 30
@@ -102,11 +102,14 @@ DEMO_FAMILY_POINTS = (
     (8, 240, "shells"),
     (8, 240, "e8"),
 )
+#: Tokens of every text in the KV part of the demo (two windows of 1024).
+DEMO_KV_TOKENS = 2048
 #: KV-cache settings of the demo: (method, options).
 DEMO_KV = (
     ("fp", {}),
-    ("fibquant", {"block": 2, "codewords": 256}),
-    ("turboquant", {"bits": 4}),
-    ("fibquant", {"block": 4, "codewords": 256}),
-    ("turboquant", {"bits": 2}),
+    ("fibquant", {"block": 2, "codewords": 256, "center": "key", "norm_correction": True}),
+    ("turboquant", {"bits": 4, "center": "key", "norm_correction": True}),
+    ("fibquant", {"block": 4, "codewords": 256, "center": "key", "norm_correction": True}),
+    ("turboquant", {"bits": 2, "center": "key", "norm_correction": True}),
+    ("kivi", {"bits": 4}),
 )

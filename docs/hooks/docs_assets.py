@@ -21,6 +21,11 @@ Everything is written under ``--out`` (git-ignored ``docs/generated/`` by defaul
     ``fibquant methods --json`` as a Markdown table: every codec of the registry.
 ``machine.md``
     Machine, software versions, commit and date of the run (a Markdown list).
+``kv_<model>_frontier.md``, ``kv_<model>_table.md``, ``kv_fit_summary.md``
+    Markdown tables of the committed results of the three-model KV sweep
+    (``docs/results/kv/``, written by ``make kv-sweep``: too long to run at every
+    build), read from its CSV files; the frontier is recomputed from the rows with
+    :func:`fibquant_theory.kv.pareto.frontier_table`.
 ``paper_figures.md``
     The paper's figures as Markdown images, or a note that ``fibquant figures`` is
     not part of this version. It is included in ``docs/tutorials/rate-distortion.md``
@@ -43,7 +48,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["generate", "machine_info", "rd_markdown_table", "has_subcommand", "has_option", "main"]
+__all__ = ["generate", "kv_results_markdown", "machine_info", "rd_markdown_table", "has_subcommand", "has_option", "main"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -208,6 +213,105 @@ def methods_markdown_table(methods: Sequence[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The committed results of ``make kv-sweep``.
+KV_RESULTS = ROOT / "docs" / "results" / "kv"
+
+
+def _number(text: str) -> object:
+    try:
+        return float(text)
+    except ValueError:
+        return {"True": True, "False": False}.get(text, text)
+
+
+def _kv_rows(path: Path) -> list[dict[str, object]]:
+    with path.open(newline="") as fh:
+        return [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def _rate(r: dict[str, object]) -> str:
+    parts = []
+    for key, name in (("block", "k"), ("codewords", "N"), ("value_codewords", "N_V"), ("bits", "b"),
+                      ("value_bits", "b_V"), ("nbits", "b")):
+        v = r.get(key)
+        if isinstance(v, float):
+            parts.append(f"{name}={int(v)}")
+    return " ".join(parts) or "—"
+
+
+def kv_results_markdown(results: str | Path = KV_RESULTS) -> dict[str, str]:
+    """Markdown tables of the committed KV sweep: file name -> table.
+
+    Parameters
+    ----------
+    results : str or pathlib.Path
+        Folder with ``kv_pareto_<model>.csv`` and ``kv_fit_<model>.csv`` files.
+
+    Returns
+    -------
+    dict of str to str
+        ``kv_<model>_frontier.md`` and ``kv_<model>_table.md`` per model, and ``kv_fit_summary.md``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder holds no sweep CSV.
+    """
+    from fibquant_theory.kv.pareto import frontier_table
+
+    results = Path(results)
+    files = sorted(results.glob("kv_pareto_*.csv"))
+    if not files:
+        raise FileNotFoundError(f"no kv_pareto_*.csv in {results}: run `make kv-sweep` and copy its CSV files there")
+    out: dict[str, str] = {}
+    for path in files:
+        model = path.stem.removeprefix("kv_pareto_")
+        rows = [r for r in _kv_rows(path)]
+        texts = [k.split(":", 1)[1] for k in rows[0] if k.startswith("ppl:")]
+        head = ["setting", "rate", "compression", *(f"ppl {t}" for t in texts), "Δppl % (± s.d.)", "attn cos",
+                "score cos", "attn KL", "key MSE", "seeds"]
+        lines = ["| " + " | ".join(head) + " |", "| --- | --- | " + " | ".join(["---:"] * (len(head) - 2)) + " |"]
+        for r in sorted(rows, key=lambda r: (str(r.get("label", r["method"])), float(r["compression"]))):
+            ppl = [f"{float(r[f'ppl:{t}']):.3f}" for t in texts]
+            lines.append(
+                f"| {r.get('label', r['method'])} | {_rate(r)} | {float(r['compression']):.2f}× | {' | '.join(ppl)} "
+                f"| {float(r['delta_ppl_pct']):+.2f} ± {float(r['delta_ppl_pct_std']):.2f} | {float(r['attn_cosine']):.4f} "
+                f"| {float(r['score_cosine']):.4f} | {float(r['attn_kl']):.4f} | {float(r['key_mse']):.4f} | {int(r['seeds'])} |"
+            )
+        out[f"kv_{model}_table.md"] = "\n".join(lines) + "\n"
+        front = frontier_table([r for r in rows if isinstance(r["compression"], float)])
+        lines = ["| target | rank | setting | compression | Δppl % (± s.d.) | on the frontier | dominated by |",
+                 "| ---: | ---: | --- | ---: | ---: | --- | --- |"]
+        for f in front:
+            lines.append(
+                f"| {f['target']:g}× | {f['rank']} | {f['label']} | {f['compression']:.2f}× "
+                f"| {f['delta_ppl_pct']:+.2f} ± {f['delta_ppl_pct_std']:.2f} | {'yes' if f['frontier'] else 'no'} "
+                f"| {f['dominated_by'] or '—'} |"
+            )
+        out[f"kv_{model}_frontier.md"] = "\n".join(lines) + "\n"
+    fits = sorted(results.glob("kv_fit_*.csv"))
+    lines = ["| model | role | KS block-max raw (mean / max over layers) | centred | uniform reference "
+             "| mean-energy fraction (mean / max) | outlier-channel ratio (max) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for path in fits:
+        rows = _kv_rows(path)
+        for role in ("key", "value"):
+            rs = [r for r in rows if r["role"] == role]
+            if not rs:
+                continue
+
+            def mm(col: str) -> str:
+                vals = [float(r[col]) for r in rs]
+                return f"{sum(vals) / len(vals):.3f} / {max(vals):.3f}"
+
+            ratio = max(float(r["outlier_channel_ratio"]) for r in rs)
+            lines.append(f"| {path.stem.removeprefix('kv_fit_')} | {role} | {mm('ks_block_max_raw')} "
+                         f"| {mm('ks_block_max_centred')} | {mm('ks_block_max_uniform')} "
+                         f"| {mm('mean_energy_fraction')} | {ratio:.1f} |")
+    out["kv_fit_summary.md"] = "\n".join(lines) + "\n"
+    return out
+
+
 def _machine_markdown(info: dict[str, str], seconds: dict[str, float]) -> str:
     timing = ", ".join(f"`{k}` {v:.1f} s" for k, v in seconds.items())
     return (
@@ -291,6 +395,8 @@ def generate(out: str | Path, samples: int = 20_000, seed: int = 0, verbose: boo
         _fibquant(cmd)
         seconds["fibquant figures --quick"] = time.perf_counter() - t0
     (out / "paper_figures.md").write_text(_paper_figures_markdown(figures, with_figures))
+    for name, text in kv_results_markdown().items():
+        (out / name).write_text(text)
     (out / "machine.md").write_text(_machine_markdown(machine_info(), seconds))
     if verbose:
         for k, v in seconds.items():

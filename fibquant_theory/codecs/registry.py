@@ -13,7 +13,9 @@ Options of every method (keyword arguments of :func:`make_codec`):
   ``n_heldout``, ``cache`` and ``family`` (the codebook family: shells, the
   default, or a structured one, d4, e8 or hurwitz);
 * ``"kivi"``: ``bits`` (required, an integer 1..8), ``seed`` (unused),
-  ``mode``, ``group_size``, ``meta_dtype``.
+  ``mode``, ``group_size``, ``meta_dtype``;
+* ``"fp8"``: no rate option (8 bits per coordinate, e4m3), ``seed`` (unused),
+  ``scale_dtype`` (the format of the per-vector scale).
 
 An unknown (e.g. misspelled) option raises :class:`TypeError` naming it and
 listing the valid ones; a bad or inconsistent value raises :class:`ValueError`
@@ -45,6 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fibquant_theory.codecs.fibquant import make_fibquant
+from fibquant_theory.codecs.fp8 import make_fp8
 from fibquant_theory.codecs.kivi import kivi_kv_roles, make_kivi
 from fibquant_theory.codecs.turboquant import make_turboquant, make_turboquant_prod
 
@@ -332,6 +335,10 @@ register(MethodSpec(
     integer_rate=True, rate_options=("bits",), required=(("bits",),), flags=(BITS,),
     kv_exclude={"mode": "a KV cache has per-channel keys and per-token values, by design"}, kv_roles=kivi_kv_roles,
     kv_sweep=({"bits": 2}, {"bits": 4}), example={"bits": 4},
+))
+register(MethodSpec(
+    "fp8", make_fp8, "FP8: e4m3 round trip of every coordinate, one fp16 scale (max |x_i| / 448) per vector",
+    integer_rate=True, rate_options=(), required=(), flags=(), kv_sweep=({},), example={},
 ))
 
 

@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 
 from fibquant_theory._table import format_table
 from fibquant_theory.codecs.registry import make_codec
-from fibquant_theory.config import DEMO_FAMILY_POINTS, DEMO_KV, DEMO_RD_POINTS
+from fibquant_theory.config import DEMO_FAMILY_POINTS, DEMO_KV, DEMO_KV_TOKENS, DEMO_RD_POINTS
 from fibquant_theory.experiments.rd import rate_distortion
-from fibquant_theory.kv.report import KV_COLUMNS, flat_rows, write_csv
+from fibquant_theory.kv.report import flat_rows, write_csv
 
 __all__ = ["scalar_rd_table", "fibquant_rd_table", "plot_rd", "write_csv", "run_demo", "run_kv_demo", "RD_COLUMNS"]
 
@@ -110,36 +110,43 @@ def fibquant_rd_table(
 
 
 def run_kv_demo(out: Path, max_tokens: int | None = None, progress: bool = True) -> str:
-    """The KV-cache part of the demo on the embedded model; writes ``kv_demo.csv``; returns text."""
+    """The KV-cache part of the demo on the embedded model, under the evaluation protocol; writes ``kv_demo.csv``.
+
+    Every method of :data:`~fibquant_theory.config.DEMO_KV` on both registered
+    texts (``max_tokens`` each, default :data:`~fibquant_theory.config.DEMO_KV_TOKENS`),
+    with the default :class:`~fibquant_theory.kv.evaluate.Protocol`; then greedy
+    and beam-search generation with an fp16 and a FibQuant cache. Returns the report.
+    """
     from fibquant_theory.kv.cache import CodecCache
-    from fibquant_theory.kv.evaluate import (
-        default_text_path,
-        greedy_generate,
-        kv_eval,
-        load_model,
-        perplexity,
-        tokenize,
-    )
+    from fibquant_theory.kv.evaluate import Protocol, greedy_generate, kv_eval, load_model, perplexity, tokenize
+    from fibquant_theory.kv.models import TEXTS, text_path
+    from fibquant_theory.kv.report import kv_columns
 
     model, tok = load_model()
-    text_path = default_text_path()
-    ids = tokenize(tok, text_path.read_text(), max_tokens)
-    ppl_fp, _ = perplexity(model, ids, lambda: None, 1024, 512, progress)
+    n_tokens = max_tokens or DEMO_KV_TOKENS
+    texts = {name: tokenize(tok, text_path(name).read_text(), n_tokens) for name in TEXTS}
+    protocol = Protocol()
+    ppl_fp = {name: perplexity(model, ids, lambda: None, protocol.ctx, protocol.stride, protocol.chunk)[0]
+              for name, ids in texts.items()}
     rows = []
     for method, opts in tqdm(DEMO_KV, desc="kv-cache methods", disable=not progress):
-        rows.append(kv_eval(method, model, ids, ctx=1024, stride=512, ppl_fp=ppl_fp, progress=progress, **opts))
-    flat = flat_rows(rows, KV_COLUMNS)
+        rows.append(kv_eval(method, model, texts, protocol=protocol, ppl_fp=ppl_fp, progress=progress, **opts))
+    columns = kv_columns(rows)
+    flat = flat_rows(rows, columns)
     csv_path = write_csv(flat, out / "kv_demo.csv")
     prompt = "The GNU General Public License is"
-    fp_text = greedy_generate(model, tok, prompt, None, 32)
-    cache = CodecCache.from_method(model.config, "fibquant", block=2, codewords=256)
-    fq_text = greedy_generate(model, tok, prompt, cache, 32)
-    header = f"SmolLM2-135M on {text_path} ({ids.shape[1]} tokens, ctx 1024, stride 512; no fp16 window, no fp layers)"
-    gen = (
-        f"greedy generation, prompt {prompt!r}:\n  fp16 cache    : {fp_text!r}\n"
-        f"  FibQuant k=2 N=256 ({cache.compression_ratio():.2f}x smaller cache): {fq_text!r}"
-    )
-    return f"{header}\n{format_table(flat, [c for c in KV_COLUMNS if c not in ('tokens',)])}\n\n{gen}\n\nwrote {csv_path}"
+    lines = []
+    for beams in (1, 3):
+        fp_text = greedy_generate(model, tok, prompt, None, 32, beams)
+        cache = CodecCache.from_method(model.config, "fibquant", block=2, codewords=256, center="key")
+        fq_text = greedy_generate(model, tok, prompt, cache, 32, beams)
+        search = "greedy" if beams == 1 else f"beam search ({beams} beams)"
+        lines.append(f"{search}, prompt {prompt!r}:\n  fp16 cache    : {fp_text!r}\n"
+                     f"  FibQuant k=2 N=256, key-centred ({cache.compression_ratio():.2f}x smaller cache): {fq_text!r}")
+    sizes = ", ".join(f"{name} {ids.shape[1]} tokens" for name, ids in texts.items())
+    header = f"SmolLM2-135M on {sizes}; {protocol.describe()}; no fp16 window, no fp layers"
+    table = format_table(flat, [c for c in columns if c not in ("window", "fp_layers", "norm_correction")])
+    return f"{header}\n{table}\n\n" + "\n".join(lines) + f"\n\nwrote {csv_path}"
 
 
 def run_demo(

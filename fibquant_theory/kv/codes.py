@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["codes_nbytes", "keep_tokens", "take_codes"]
+__all__ = ["codes_nbytes", "keep_tokens", "stored_norms", "take_codes"]
 
 
 def codes_nbytes(codes: Any, codec: Any) -> int:
@@ -105,3 +105,33 @@ def keep_tokens(chunks: list[Any], codec: Any, n: int) -> list[Any]:
         out.append(c if t <= left else take_codes(c, codec, np.arange(left), axis=-1))
         left -= t
     return out
+
+
+def stored_norms(codes: Any, codec: Any) -> np.ndarray:
+    """The norms that codes store in their headers, float64 of shape ``codes.shape``.
+
+    Parameters
+    ----------
+    codes : Codes
+        Codes of a codec that stores one norm per vector (FibQuant, TurboQuant-mse
+        and -prod).
+    codec : Codec
+        The codec that made them.
+
+    Returns
+    -------
+    numpy.ndarray
+        The norms, as decoded from the headers.
+
+    Raises
+    ------
+    TypeError
+        Codes without a norm header (e.g. KIVI's, fp8's).
+    """
+    norms = getattr(codes, "norms", None)
+    if norms is not None:
+        return np.asarray(norms, dtype=np.float64).reshape(codes.shape)
+    unpack = getattr(codec, "unpack", None)
+    if callable(unpack) and hasattr(codec, "n_blocks"):
+        return np.asarray(unpack(codes)[1], dtype=np.float64).reshape(codes.shape)
+    raise TypeError(f"codes of type {type(codes).__name__} store no norm: norm correction needs FibQuant or TurboQuant")

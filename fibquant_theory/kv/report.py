@@ -14,15 +14,40 @@ from typing import Any
 
 from fibquant_theory.codecs.registry import SPECS
 
-__all__ = ["KV_COLUMNS", "flat_rows", "write_csv"]
+__all__ = ["KV_COLUMNS", "flat_rows", "kv_columns", "write_csv"]
 
 _RATE_COLUMNS = list(dict.fromkeys(o for spec in SPECS.values() if spec.kv for o in spec.rate_options))
 
-#: Columns of a kv_eval row, in table order.
+#: Columns of a kv_eval row, in table order (the per-text ``ppl_fp:<text>``, ``ppl:<text>`` columns go after
+#: ``compression``, see :func:`kv_columns`).
 KV_COLUMNS = [
-    "method", *_RATE_COLUMNS, "compression_ratio", "ppl", "ppl_fp", "delta_ppl",
-    "attn_cosine", "attn_cosine_min", "key_mse", "value_mse", "window", "fp_layers", "center", "tokens",
+    "method", *_RATE_COLUMNS, *(f"value_{c}" for c in _RATE_COLUMNS), "nbits", "compression",
+    "delta_ppl_pct", "delta_ppl_pct_std", "attn_cosine", "attn_cosine_std", "score_cosine", "attn_kl",
+    "key_mse", "value_mse", "window", "fp_layers", "center", "norm_correction", "seeds",
 ]
+
+
+def kv_columns(rows: Sequence[dict[str, Any]], label: bool = False) -> list[str]:
+    """The columns of :data:`KV_COLUMNS` that some row has, with the per-text perplexities after ``compression``.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Rows of :func:`~fibquant_theory.kv.evaluate.kv_eval`.
+    label : bool
+        Put ``label`` (the series name of :mod:`fibquant_theory.kv.pareto`) first instead of ``method``.
+
+    Returns
+    -------
+    list of str
+        Column names.
+    """
+    texts = list(dict.fromkeys(k.split(":", 1)[1] for r in rows for k in r if k.startswith("ppl:")))
+    ppl = [c for t in texts for c in (f"ppl_fp:{t}", f"ppl:{t}")]
+    cols = [c for c in KV_COLUMNS if any(c in r for r in rows)]
+    at = cols.index("compression") + 1 if "compression" in cols else len(cols)
+    cols = cols[:at] + ppl + cols[at:]
+    return ["label", *cols[1:]] if label else cols
 
 
 def flat_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> list[dict[str, Any]]:

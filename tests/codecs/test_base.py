@@ -27,6 +27,8 @@ SETTINGS = [
     ("turboquant-prod", {"bits": 3, "norm_dtype": "bfloat16"}),
     ("kivi", {"bits": 3}),
     ("kivi", {"bits": 2, "mode": "per-channel", "group_size": 3, "meta_dtype": "float32"}),
+    ("fp8", {}),
+    ("fp8", {"scale_dtype": "float32"}),
 ]
 IDS = [f"{m}-{i}" for i, (m, _) in enumerate(SETTINGS)]
 

@@ -120,7 +120,7 @@ def _documented_options() -> dict[str, set[str]]:
     bullets = re.findall(r"^\* (.*?)(?=^\S|^\* |\Z)", doc, flags=re.MULTILINE | re.DOTALL)
     found: dict[str, set[str]] = {}
     for bullet in bullets:
-        names = re.findall(r'``"([a-z-]+)"``', bullet)
+        names = re.findall(r'``"([a-z0-9-]+)"``', bullet)
         options = set(re.findall(r"``([a-z_]+)``", bullet))
         for name in names:
             found[name] = options
@@ -156,7 +156,7 @@ def test_rate_distortion_small_chunks_cover_every_sample() -> None:
 # ----------------------------------------------------------------------------- the specs (issue #14)
 def test_specs_are_the_methods_and_name_their_factories_options() -> None:
     assert list(registry.SPECS) == list(METHODS) and registry.KV_METHODS == registry.kv_methods()
-    assert registry.KV_METHODS == ("fp", "fibquant", "turboquant", "turboquant-prod", "kivi")
+    assert registry.KV_METHODS == ("fp", "fibquant", "turboquant", "turboquant-prod", "kivi", "fp8")
     for name, spec in registry.SPECS.items():
         assert spec.name == name and METHODS[name] is spec.factory and spec.description
         assert set(spec.rate_options) <= set(spec.options) and {f.option for f in spec.flags} <= set(spec.options)

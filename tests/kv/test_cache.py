@@ -144,13 +144,14 @@ def smol() -> tuple:
 
 @needs_model
 def test_smollm2_short_eval(smol: tuple) -> None:
-    from fibquant_theory.kv.evaluate import kv_eval, perplexity
+    from fibquant_theory.kv.evaluate import Protocol, kv_eval, perplexity
 
     model, _, ids = smol
-    ppl_fp, _ = perplexity(model, ids, lambda: None, ctx=128, stride=128)
+    protocol = Protocol(ctx=128, stride=128, chunk=32, seeds=(0,))
+    ppl_fp, _ = perplexity(model, ids, lambda: None, ctx=128, stride=128, chunk=32)
     assert 5 < ppl_fp < 60, ppl_fp
     rows = {
-        name: kv_eval(method, model, ids, ctx=128, stride=128, ppl_fp=ppl_fp, **opts)
+        name: kv_eval(method, model, {"gpl-3": ids}, protocol=protocol, ppl_fp={"gpl-3": ppl_fp}, **opts)
         for name, method, opts in [
             ("fq2", "fibquant", {"block": 2, "codewords": 16}),  # 2 bits/coordinate
             ("tq2", "turboquant", {"bits": 2}),
@@ -158,15 +159,15 @@ def test_smollm2_short_eval(smol: tuple) -> None:
         ]
     }
     for r in rows.values():
-        assert r["tokens"] == 256 and r["ctx"] == 128 and r["window"] == 0 and r["fp_layers"] == []
-        assert math.isfinite(r["ppl"]) and 0 < r["attn_cosine"] <= 1
+        assert r["tokens"] == {"gpl-3": 256} and r["ctx"] == 128 and r["window"] == 0 and r["fp_layers"] == []
+        assert math.isfinite(r["ppl:gpl-3"]) and 0 < r["attn_cosine"] <= 1 and r["seeds"] == 1
     # more bits: better fidelity and perplexity
     assert rows["fq4"]["attn_cosine"] > rows["fq2"]["attn_cosine"]
-    assert rows["fq4"]["delta_ppl"] < rows["fq2"]["delta_ppl"]
+    assert rows["fq4"]["delta_ppl_pct"] < rows["fq2"]["delta_ppl_pct"]
     # matched rate (2 bits): FibQuant's keys are closer than TurboQuant's
     assert rows["fq2"]["key_mse"] < rows["tq2"]["key_mse"]
     # 32 blocks x 4 bits + an fp16 norm = 144 bits per 64-dim vector
-    assert rows["fq2"]["compression_ratio"] == pytest.approx(16 * 64 / (32 * 4 + 16))
+    assert rows["fq2"]["compression"] == pytest.approx(16 * 64 / (32 * 4 + 16))
 
 
 @needs_model
@@ -183,8 +184,9 @@ def test_smollm2_generation_runs(smol: tuple) -> None:
 def test_kv_eval_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     from fibquant_theory.cli.main import main
 
-    assert main(["kv-eval", "--method", "fp", "--max-tokens", "200", "--ctx", "128", "--stride", "64", "--json"]) == 0
+    argv = ["kv-eval", "--method", "fp", "--text", "gpl-3", "--max-tokens", "200", "--ctx", "128", "--stride", "64"]
+    assert main([*argv, "--json"]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert {"method", "compression_ratio", "ppl", "ppl_fp", "attn_cosine", "tokens"} <= set(row)
-    assert row["ppl"] == row["ppl_fp"] and row["attn_cosine"] == 1.0 and row["tokens"] == 200
+    assert {"method", "compression", "ppl:gpl-3", "ppl_fp:gpl-3", "attn_cosine", "tokens"} <= set(row)
+    assert row["ppl:gpl-3"] == row["ppl_fp:gpl-3"] and row["attn_cosine"] == 1.0 and row["tokens"] == {"gpl-3": 200}
     assert main(["kv-eval", "--method", "fibquant", "--max-tokens", "200"]) == 2  # block/codewords missing

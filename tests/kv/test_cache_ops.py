@@ -373,7 +373,8 @@ def test_a_newly_registered_method_is_a_kv_method(tiny: tuple) -> None:
     """One register(...) line: the generic cache, make_cache_factory and the kv-pareto sweep take the method."""
     from fibquant_theory.codecs import registry
     from fibquant_theory.codecs.turboquant import make_turboquant
-    from fibquant_theory.kv.evaluate import make_cache_factory, pareto_configs
+    from fibquant_theory.kv.evaluate import make_cache_factory
+    from fibquant_theory.kv.pareto import sweep_configs
 
     cfg, _ = tiny
     registry.register(registry.MethodSpec(
@@ -387,7 +388,7 @@ def test_a_newly_registered_method_is_a_kv_method(tiny: tuple) -> None:
         ref = CodecCache(cfg, "turboquant", {"bits": 3}, "turboquant", {"bits": 4}, window=2)
         for got, want in zip(_feed(cache, keys, values, (5,)), _feed(ref, keys, values, (5,))):
             assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-        assert ("toy", {"bits": 3}) in pareto_configs()
+        assert ("toy", {"bits": 3}) in sweep_configs() and ("toy", {"bits": 3}) in sweep_configs("small")
         with pytest.raises(ValueError, match="toy needs bits"):
             make_cache_factory("toy", cfg, seed=0)
     finally:

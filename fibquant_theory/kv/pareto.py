@@ -1,0 +1,344 @@
+"""``kv-pareto``: every method on one memory–fidelity chart per model, under one protocol, resumable.
+
+:func:`sweep_configs` is the grid (``"full"`` or ``"small"``); every point is a
+:func:`~fibquant_theory.kv.evaluate.kv_eval` row, cached as JSON under
+``<out>/points/<model>/`` keyed by the model, the method, its options, the texts
+and the protocol, so a sweep that stops resumes where it stopped and a finished
+one is re-plotted without running anything. :func:`kv_pareto` writes
+``kv_pareto_<model>.csv`` and two plots (compression vs Δppl and vs attention-output
+cosine, error bars over seeds); :func:`frontier_table` says, at each target
+compression, which method has the lowest Δppl within ±5 % of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from fibquant_theory.kv.report import flat_rows, write_csv
+
+__all__ = ["BEST_OPTIONS", "GRIDS", "TARGETS", "csv_rows", "frontier_table", "kv_pareto", "label", "plot_pareto", "sweep_configs"]
+
+#: The practical options that FibQuant and TurboQuant get in their "+opts" rows (both alike).
+BEST_OPTIONS: dict[str, Any] = {"center": "key", "norm_correction": True}
+#: Target compressions of :func:`frontier_table`.
+TARGETS = (4.0, 5.0, 8.0)
+_FQ = "fibquant"
+_TQ = "turboquant"
+_Q = {"residual_length": 0}
+#: The sweep grids: ``(method, rate settings, with_options)``; ``with_options`` is ``"best"`` (only with
+#: :data:`BEST_OPTIONS`), ``"both"`` (with and without) or ``"none"`` (as given: the peers).
+GRIDS: dict[str, list[tuple[str, dict[str, Any], str]]] = {
+    "full": [
+        (_FQ, {"block": 2, "codewords": 256}, "both"),
+        (_FQ, {"block": 2, "codewords": 256, "value_codewords": 128}, "best"),
+        (_FQ, {"block": 2, "codewords": 128}, "best"),
+        (_FQ, {"block": 2, "codewords": 64}, "both"),
+        (_FQ, {"block": 4, "codewords": 256}, "both"),
+        (_FQ, {"block": 4, "codewords": 256, "value_codewords": 128}, "best"),
+        (_FQ, {"block": 4, "codewords": 128}, "best"),
+        (_TQ, {"bits": 4}, "both"),
+        (_TQ, {"bits": 4, "value_bits": 3}, "best"),
+        (_TQ, {"bits": 3}, "both"),
+        (_TQ, {"bits": 3, "value_bits": 2}, "best"),
+        (_TQ, {"bits": 2}, "both"),
+        ("turboquant-prod", {"bits": 3}, "none"),
+        ("turboquant-prod", {"bits": 4}, "none"),
+        ("kivi", {"bits": 2}, "none"),
+        ("kivi", {"bits": 4}, "none"),
+        ("quanto", {"nbits": 2, **_Q}, "none"),
+        ("quanto", {"nbits": 4, **_Q}, "none"),
+        ("hqq", {"nbits": 2, **_Q}, "none"),
+        ("hqq", {"nbits": 4, **_Q}, "none"),
+        ("fp8", {}, "none"),
+        ("fp8-tensor", {}, "none"),
+    ],
+    "small": [
+        (_FQ, {"block": 2, "codewords": 256}, "both"),
+        (_FQ, {"block": 2, "codewords": 64}, "best"),
+        (_FQ, {"block": 4, "codewords": 256}, "both"),
+        (_FQ, {"block": 4, "codewords": 128}, "best"),
+        (_TQ, {"bits": 4}, "both"),
+        (_TQ, {"bits": 3}, "best"),
+        (_TQ, {"bits": 2}, "both"),
+        ("turboquant-prod", {"bits": 4}, "none"),
+        ("kivi", {"bits": 2}, "none"),
+        ("kivi", {"bits": 4}, "none"),
+        ("quanto", {"nbits": 2, **_Q}, "none"),
+        ("quanto", {"nbits": 4, **_Q}, "none"),
+        ("hqq", {"nbits": 2, **_Q}, "none"),
+        ("hqq", {"nbits": 4, **_Q}, "none"),
+        ("fp8", {}, "none"),
+    ],
+    "tiny": [
+        (_FQ, {"block": 2, "codewords": 256}, "best"),
+        (_FQ, {"block": 2, "codewords": 64}, "best"),
+        (_FQ, {"block": 4, "codewords": 256}, "best"),
+        (_TQ, {"bits": 4}, "both"),
+        (_TQ, {"bits": 3}, "best"),
+        (_TQ, {"bits": 2}, "best"),
+        ("kivi", {"bits": 2}, "none"),
+        ("kivi", {"bits": 4}, "none"),
+        ("quanto", {"nbits": 4, **_Q}, "none"),
+        ("hqq", {"nbits": 4, **_Q}, "none"),
+        ("fp8", {}, "none"),
+    ],
+}
+
+
+def sweep_configs(grid: str = "full", raw: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """The ``(method, options)`` of a sweep: fp, every point of the grid, then the ``kv_sweep`` of every other KV codec.
+
+    A codec registered later (:mod:`fibquant_theory.codecs.registry`) joins the
+    sweep with the settings of its :attr:`~fibquant_theory.codecs.registry.MethodSpec.kv_sweep`.
+
+    Parameters
+    ----------
+    grid : {"full", "small", "tiny"}
+        Which grid of :data:`GRIDS`.
+    raw : bool
+        Run the ``"both"`` points also without :data:`BEST_OPTIONS` (the papers' setting).
+
+    Returns
+    -------
+    list of (str, dict)
+        The points, fp first.
+    """
+    if grid not in GRIDS:
+        raise ValueError(f"grid must be one of {sorted(GRIDS)}, got {grid!r}")
+    from fibquant_theory.codecs.registry import SPECS
+
+    out: list[tuple[str, dict[str, Any]]] = [("fp", {})]
+    for method, opts, mode in GRIDS[grid]:
+        if mode in ("best", "both"):
+            out.append((method, {**opts, **BEST_OPTIONS}))
+        if mode == "none" or (mode == "both" and raw):
+            out.append((method, dict(opts)))
+    named = {method for method, _, _ in GRIDS[grid]}
+    out += [(name, dict(opts)) for name, spec in SPECS.items() if spec.kv and name not in named for opts in spec.kv_sweep]
+    return out
+
+
+def label(method: str, options: dict[str, Any]) -> str:
+    """The series name of a point on the plots: the method, ``+key-centred`` etc. for its options."""
+    extras = []
+    if options.get("center", "none") != "none":
+        extras.append(f"{options['center']}-centred")
+    if options.get("norm_correction"):
+        extras.append("nc")
+    if options.get("fp_layers"):
+        extras.append(f"fp layers {list(options['fp_layers'])}")
+    if options.get("window"):
+        extras.append(f"window {options['window']}")
+    if any(k.startswith("value_") for k in options):
+        extras.append("own V rate")
+    return method + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _point_key(model: str, method: str, options: dict[str, Any], texts: dict[str, int], protocol: Any) -> str:
+    blob = json.dumps({"model": model, "method": method, "options": options, "texts": texts,
+                       "protocol": dataclasses.asdict(protocol)},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def kv_pareto(
+    model: Any,
+    model_name: str,
+    texts: dict[str, Any],
+    out: str | Path,
+    configs: Sequence[tuple[str, dict[str, Any]]] | None = None,
+    protocol: Any = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run (or resume) a sweep; write the CSV and the two plots of the model under ``out``.
+
+    Parameters
+    ----------
+    model : transformers causal LM
+    model_name : str
+        Its name (file names, the point cache).
+    texts : dict of str to torch.Tensor
+        Text name -> token ids ``(1, n)``.
+    out : str or os.PathLike
+        Output folder.
+    configs : sequence of (str, dict), optional
+        Points (default :func:`sweep_configs` ``("full")``).
+    protocol : Protocol, optional
+        Default :class:`~fibquant_theory.kv.evaluate.Protocol` ``()``.
+    progress : bool
+        Show a progress bar over points.
+
+    Returns
+    -------
+    list of dict
+        One row per point, each with ``label``.
+    """
+    from fibquant_theory.kv.evaluate import Protocol, kv_eval, perplexity
+
+    protocol = protocol or Protocol()
+    configs = list(configs or sweep_configs())
+    out = Path(out)
+    cache = out / "points" / model_name
+    cache.mkdir(parents=True, exist_ok=True)
+    sizes = {name: int(ids.shape[1]) for name, ids in texts.items()}
+    fp_path = cache / f"fp-{_point_key(model_name, 'fp-ppl', {}, sizes, protocol)}.json"
+    if fp_path.is_file():
+        ppl_fp = json.loads(fp_path.read_text())
+    else:
+        ppl_fp = {name: perplexity(model, ids, lambda: None, protocol.ctx, protocol.stride, protocol.chunk)[0]
+                  for name, ids in texts.items()}
+        fp_path.write_text(json.dumps(ppl_fp))
+    rows = []
+    bar = tqdm(configs, desc=f"kv-pareto {model_name}", disable=not progress)
+    for method, opts in bar:
+        path = cache / f"{method}-{_point_key(model_name, method, opts, sizes, protocol)}.json"
+        if path.is_file():
+            row = json.loads(path.read_text())
+        else:
+            bar.set_postfix_str(label(method, opts))
+            row = kv_eval(method, model, texts, protocol=protocol, ppl_fp=ppl_fp, **opts)
+            row["label"] = label(method, opts)
+            row["model"] = model_name
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(row, default=str))
+            tmp.replace(path)
+        rows.append(row)
+    write_csv(csv_rows(rows), out / f"kv_pareto_{model_name}.csv")
+    plot_pareto(rows, out / f"kv_pareto_{model_name}.png", title=f"{model_name}: {protocol.describe()}")
+    return rows
+
+
+def csv_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of :func:`kv_pareto` for a CSV file: per-layer lists dropped, dicts as JSON, every row with every column.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        The rows.
+
+    Returns
+    -------
+    list of dict
+        Flat rows with the same keys.
+    """
+    flat = flat_rows([{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()
+                       if not k.endswith("_layers")} for r in rows])
+    keys = list(dict.fromkeys(k for r in flat for k in r))
+    return [{k: r.get(k) for k in keys} for r in flat]
+
+
+def frontier_table(rows: Sequence[dict[str, Any]], targets: Sequence[float] = TARGETS,
+                   tolerance: float = 0.05) -> list[dict[str, Any]]:
+    """At each target compression: every series' best point within ``±tolerance``, and who dominates it.
+
+    A point ``Q`` dominates ``P`` when it compresses at least as much, within the
+    tolerance (``Q.compression >= P.compression / (1 + tolerance)``), and has a lower
+    mean Δppl. A point that nothing dominates is on the frontier.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Rows of :func:`kv_pareto`.
+    targets : sequence of float
+        Target compressions.
+    tolerance : float
+        Relative half-width of the compression band.
+
+    Returns
+    -------
+    list of dict
+        One row per (target, series) with a point in the band, sorted by target
+        then Δppl: ``rank``, ``frontier`` (bool), ``dominated_by`` (the best
+        dominating point, as ``label @ compression: Δppl (by margin ± s.d.)``, the
+        s.d. combining both points' spreads over seeds; ``""`` when none).
+    """
+    points = [r for r in rows if r["method"] != "fp"]
+    out = []
+    for target in targets:
+        best: dict[str, dict[str, Any]] = {}
+        for r in points:
+            if abs(r["compression"] / target - 1) <= tolerance:
+                name = r.get("label", r["method"])
+                if name not in best or r["delta_ppl_pct"] < best[name]["delta_ppl_pct"]:
+                    best[name] = r
+        for rank, r in enumerate(sorted(best.values(), key=lambda r: r["delta_ppl_pct"]), 1):
+            rivals = [q for q in points if q is not r and q["compression"] >= r["compression"] / (1 + tolerance)
+                      and q["delta_ppl_pct"] < r["delta_ppl_pct"]]
+            top = min(rivals, key=lambda q: q["delta_ppl_pct"]) if rivals else None
+            out.append({
+                "target": target, "rank": rank, "label": r.get("label", r["method"]), "compression": r["compression"],
+                "delta_ppl_pct": r["delta_ppl_pct"], "delta_ppl_pct_std": r["delta_ppl_pct_std"],
+                "attn_cosine": r["attn_cosine"], "frontier": top is None,
+                "dominated_by": "" if top is None else
+                f"{top.get('label', top['method'])} @ {top['compression']:.2f}x: {top['delta_ppl_pct']:.2f}% "
+                f"(by {r['delta_ppl_pct'] - top['delta_ppl_pct']:.2f} ± "
+                f"{math.hypot(r['delta_ppl_pct_std'], top['delta_ppl_pct_std']):.2f})",
+            })
+    return out
+
+
+def plot_pareto(rows: Sequence[dict[str, Any]], path: str | Path, title: str | None = None) -> Path:
+    """Compression vs Δppl (%) and vs attention-output cosine, one series per label, error bars over seeds.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Rows of :func:`kv_pareto` (the fp row is left out).
+    path : str or os.PathLike
+        The PNG file.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    series = sorted({r.get("label", r["method"]) for r in rows if r["method"] != "fp"})
+    markers = "osD^v<>phX*"
+    colors = plt.get_cmap("tab20").colors
+    for i, name in enumerate(series):
+        rs = sorted((r for r in rows if r.get("label", r["method"]) == name), key=lambda r: r["compression"])
+        x = [r["compression"] for r in rs]
+        style = dict(marker=markers[i % len(markers)], capsize=3, label=name, color=colors[i % len(colors)],
+                     linewidth=2.4 if name.startswith("fibquant") else 1.1)
+        axes[0].errorbar(x, [max(r["delta_ppl_pct"], 1e-2) for r in rs], yerr=[r["delta_ppl_pct_std"] for r in rs],
+                         **style)
+        axes[1].errorbar(x, [r["attn_cosine"] for r in rs], yerr=[r["attn_cosine_std"] for r in rs], **style)
+    axes[0].set_ylabel("perplexity increase over fp16, % (log; mean over texts and seeds)")
+    axes[0].set_yscale("log")
+    axes[1].set_ylabel("attention-output cosine (mean over layers)")
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator([1, 1.5, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 32]))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}×"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("compression vs the model's own fp16 cache (log)")
+        ax.grid(True, which="both", alpha=0.3)
+        for target in TARGETS:
+            ax.axvline(target, color="grey", linestyle=":", linewidth=0.8)
+    axes[1].legend(fontsize=7.5, loc="lower left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
