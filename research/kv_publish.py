@@ -36,7 +36,7 @@ def main() -> None:
         write_csv(csv_rows(rows), out / f"kv_pareto_{folder.name}.csv")
         plot_pareto(rows, out / f"kv_pareto_{folder.name}.png", title=f"{folder.name}: {PROTOCOL}")
         print(f"{folder.name}: {len(rows)} points")
-    for pattern in ("kv_fit_*.csv", "kv_fit_*.png", "gen-*.txt", "times.txt", "sub1bit-*.json"):
+    for pattern in ("kv_fit_*.csv", "kv_fit_*.png", "gen-*.json", "times.txt", "sub1bit-*.json", "metric-*.json"):
         for path in sweep.glob(pattern):
             shutil.copy(path, out / path.name)
 
