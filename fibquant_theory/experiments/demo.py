@@ -145,7 +145,7 @@ def run_kv_demo(out: Path, max_tokens: int | None = None, progress: bool = True)
                      f"  FibQuant k=2 N=256, key-centred ({cache.compression_ratio():.2f}x smaller cache): {fq_text!r}")
     sizes = ", ".join(f"{name} {ids.shape[1]} tokens" for name, ids in texts.items())
     header = f"SmolLM2-135M on {sizes}; {protocol.describe()}; no fp16 window, no fp layers"
-    table = format_table(flat, [c for c in columns if c not in ("window", "fp_layers", "norm_correction")])
+    table = format_table(flat, [c for c in columns if c not in ("window", "fp_layers")])
     return f"{header}\n{table}\n\n" + "\n".join(lines) + f"\n\nwrote {csv_path}"
 
 
