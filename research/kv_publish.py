@@ -17,10 +17,6 @@ from pathlib import Path
 from fibquant_theory.kv.pareto import csv_rows, plot_pareto
 from fibquant_theory.kv.report import write_csv
 
-PROTOCOL = ("windows of 1024 tokens (stride 1024), prefill in chunks of 128, seeds [0, 1, 2], "
-            "fidelity on the first 512 tokens")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", default="build/kv-sweep")
@@ -34,7 +30,10 @@ def main() -> None:
         order = {"fp": 0}
         rows.sort(key=lambda r: (order.get(r["method"], 1), r.get("label", r["method"]), r["compression"]))
         write_csv(csv_rows(rows), out / f"kv_pareto_{folder.name}.csv")
-        plot_pareto(rows, out / f"kv_pareto_{folder.name}.png", title=f"{folder.name}: {PROTOCOL}")
+        r = next(r for r in rows if r["method"] == "fibquant")
+        protocol = (f"windows of {r['ctx']} tokens (stride {r['stride']}), prefill in chunks of {r['chunk']}, "
+                    f"{r['seeds']} rotation seeds, texts {', '.join(r['tokens'])} ({max(r['tokens'].values())} tokens each)")
+        plot_pareto(rows, out / f"kv_pareto_{folder.name}.png", title=f"{folder.name}: {protocol}")
         print(f"{folder.name}: {len(rows)} points")
     for pattern in ("kv_fit_*.csv", "kv_fit_*.png", "gen-*.json", "times.txt", "sub1bit-*.json", "metric-*.json"):
         for path in sweep.glob(pattern):
