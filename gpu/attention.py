@@ -19,9 +19,12 @@ from fibquant_theory.config import GPU_MAX_SPLITS
 
 from . import codegen
 from ._compat import SIMULATOR
-from .device import HDR_F16, HDR_F32, OUT_BF16, OUT_F16, OUT_F32, ROT_HADAMARD, THREADS, WARPS, f16_norm, prmt
+from .device import HDR_F16, HDR_F32, OUT_BF16, OUT_F16, OUT_F32, ROT_HADAMARD, THREADS, WARPS, bits_f32, f16_norm, prmt
 
-__all__ = ["MAX_SPLITS", "attention_kernel", "attention_layout", "attention_plan", "row_stride"]
+__all__ = ["MAX_SPLITS", "Q_BF16", "Q_F16", "Q_F32", "attention_config", "attention_kernel", "attention_layout", "attention_plan", "row_stride"]
+
+#: Query formats of :func:`attention_kernel`: float32, float16, bfloat16 (as ``uint16`` bits).
+Q_F32, Q_F16, Q_BF16 = 0, 1, 2
 
 #: Most context splits per head of :func:`attention_kernel` (:data:`fibquant_theory.config.GPU_MAX_SPLITS`).
 MAX_SPLITS: int = GPU_MAX_SPLITS
@@ -111,19 +114,62 @@ def attention_plan(d: int, k: int, n_codewords: int, chunk: int, smem_bytes: int
             )
 
 
+def attention_config(
+    head: tuple[int, int, int, int, int], okind: int, words32: bool, q_kind: int, options: Any, smem_bytes: int
+) -> tuple[tuple[Any, ...], int]:
+    """Arguments of :func:`attention_kernel` and its dynamic shared bytes for a codec's options.
+
+    Parameters
+    ----------
+    head : tuple of int
+        ``(d, k, N, hkind, rot)`` of the codec.
+    okind, q_kind : int
+        Output and query formats.
+    words32 : bool
+        Whole 32-bit word loads.
+    options : GPUOptions
+        ``attention_unroll``, ``attention_chunk`` and ``attention_registers`` are used.
+    smem_bytes : int
+        Shared memory a block may use.
+
+    Returns
+    -------
+    tuple
+        ``(arguments of attention_kernel, shared bytes)``.
+
+    Raises
+    ------
+    ValueError
+        ``attention_unroll`` records per thread do not fit in shared memory.
+    """
+    d, k, n, hkind, rot = head
+    unroll = int(options.attention_unroll)
+    per_it = THREADS * unroll
+    # the chunk is the kernel's capacity (compile-time); a shorter split skips the iterations past its end
+    chunk = max(per_it, int(options.attention_chunk) // per_it * per_it)
+    plan = attention_plan(d, k, n, chunk, smem_bytes)
+    chunk = plan["chunk"] // per_it * per_it
+    if chunk < per_it:
+        raise ValueError(f"attention_unroll={unroll} needs a chunk of {per_it} tokens, which does not fit in shared memory")
+    conf = (d, k, n, hkind, rot, okind, unroll, options.attention_registers, plan["R"], chunk, words32, q_kind)
+    return conf, plan["bytes"]
+
+
 @lru_cache(maxsize=None)
 def attention_kernel(
     d: int, k: int, n_codewords: int, hkind: int, rot: int, okind: int, unroll: int, max_registers: int | None,
-    replicas: int, chunk: int, words32: bool, q_f16: bool = False,
+    replicas: int, chunk: int, words32: bool, q_kind: int = Q_F32,
 ) -> Any:
     """Split-context decode-attention from codes, one launch (``plan = attention_plan(...)``; dynamic shared memory ``plan["bytes"]``).
 
-    Signature ``(q f32[:, ::1] (BH, d), kpay, vpay, T, per_split, scale, codebook f32[::1], signs f32[::1],
+    Signature ``(q (BH, d), kpay, vpay, T, group, per_split, scale, codebook f32[::1], signs f32[::1],
     mat f32[:, ::1], pmax f32[:, ::1], psum f32[:, ::1], pacc f32[:, :, ::1], counter i32[::1], out (BH, d),
     err i64[::1])``; grid ``(n_splits, BH)``. ``kpay``/``vpay`` are the payloads
     viewed as ``uint32`` words (``words32``) or as ``uint{8 g}`` with
     ``g = record_granularity(R)``; ``signs`` holds the Hadamard signs and
-    ``1/sqrt(d)`` last; ``mat`` is ``M^T`` (dense).
+    ``1/sqrt(d)`` last; ``mat`` is ``M^T`` (dense). Query head ``h`` reads the records of
+    key/value head ``h // group`` (grouped-query attention: ``group`` query heads share one
+    key/value head; 1 for multi-head attention).
 
     Block ``(s, h)`` rotates query ``h`` (``Pi q``, warp shuffles for the
     Hadamard), builds ``LUT[b, n] = scale <(Pi q)_b, c_n>`` in shared memory
@@ -156,8 +202,8 @@ def attention_kernel(
         ``plan["R"]`` and the chunk of :func:`attention_plan`.
     words32 : bool
         Read the payloads as 32-bit words (else in elements of the record granularity).
-    q_f16 : bool
-        The queries are float16 (else float32).
+    q_kind : int
+        Format of the queries: ``Q_F32``, ``Q_F16`` or ``Q_BF16`` (bfloat16 read as its ``uint16`` bits).
 
     Returns
     -------
@@ -190,6 +236,12 @@ def attention_kernel(
         P *= 2
     src: list[str] = []
     a = src.append
+
+    def qload(col: str) -> str:
+        """Source of query coordinate ``col`` of head ``h`` as a float32."""
+        if q_kind == Q_BF16:
+            return f"_bits_f32(int64(q[h, {col}]) << 16)"
+        return f"float32(q[h, {col}])"
 
     def loader(prefix: str, buf: str, rec: str, indent: str, upto: int = 0) -> None:
         if words32:
@@ -252,7 +304,7 @@ def attention_kernel(
                 a(f"{indent}x{t} = (pv - x{t}) if hi else (x{t} + pv)")
             msk *= 2
 
-    a("def kern(q, kpay, vpay, T, per_split, scale, codebook, signs, mat, pmax, psum, pacc, counter, out, err):")
+    a("def kern(q, kpay, vpay, T, group, per_split, scale, codebook, signs, mat, pmax, psum, pacc, counter, out, err):")
     a("    tid = cuda.threadIdx.x")
     a("    lane = tid % 32")
     a("    warp = tid // 32")
@@ -269,7 +321,7 @@ def attention_kernel(
     a(f"        fs[{o_wacc} + i] = float32(0.0)")
     # ---- rotated query into fs[o_q:]
     if hadamard:
-        warp_hadamard("    ", "float32(q[h, ci]) * signs[ci]")
+        warp_hadamard("    ", f"{qload('ci')} * signs[ci]")
         a(f"    if warp == 0 and lane < {hl}:")
         for t in range(V):
             a(f"        fs[{o_q} + lane * {V} + {t}] = x{t} * signs[{d}]")
@@ -277,7 +329,7 @@ def attention_kernel(
         a(f"    for i in range(tid, {d}, THREADS):")
         a("        acc = float32(0.0)")
         a(f"        for l in range({d}):")
-        a("            acc += float32(q[h, l]) * mat[l, i]")
+        a(f"            acc += {qload('l')} * mat[l, i]")
         a(f"        fs[{o_q} + i] = acc")
     a("    cuda.syncthreads()")
     # ---- lookup tables (R copies) and the transposed codebook
@@ -305,7 +357,7 @@ def attention_kernel(
     a("    cuda.syncthreads()")
     a("    t_lo = int64(split) * per_split")
     a("    t_hi = min(t_lo + per_split, T)")
-    a("    rec0 = int64(h) * T")
+    a("    rec0 = int64(h // group) * T")
     a("    run_max = ninf")
     a("    run_sum = float32(0.0)")
     a("    c_lo = t_lo")
@@ -510,15 +562,15 @@ def attention_kernel(
     a("        counter[h] = 0")
     out_t = {OUT_F16: types.float16, OUT_BF16: uint16, OUT_F32: float32}[okind]
     pay_t = uint32 if words32 else {1: uint8, 2: uint16, 4: uint32}[codegen.record_granularity(rbits)]
-    q_t = types.float16 if q_f16 else float32
+    q_t = {Q_F32: float32, Q_F16: types.float16, Q_BF16: uint16}[q_kind]
     sig = (
-        q_t[:, ::1], pay_t[::1], pay_t[::1], int64, int64, float32, float32[::1], float32[::1], float32[:, ::1],
+        q_t[:, ::1], pay_t[::1], pay_t[::1], int64, int64, int64, float32, float32[::1], float32[::1], float32[:, ::1],
         float32[:, ::1], float32[:, ::1], float32[:, :, ::1], int32[::1], out_t[:, ::1], int64[::1],
     )
     ns = codegen.namespace()
-    ns.update({"int32": int32, "_prmt": prmt, "_f16_norm": f16_norm})
+    ns.update({"int32": int32, "_prmt": prmt, "_f16_norm": f16_norm, "_bits_f32": bits_f32})
     label = (
         f"attention d={d} k={k} N={ncw} h={hkind} rot={rot} o={okind} u={unroll} r={max_registers} R={R} "
-        f"chunk={chunk} w32={words32} q16={q_f16}"
+        f"chunk={chunk} w32={words32} q={q_kind}"
     )
     return codegen.compile_kernel("\n".join(src), "kern", ns, sig, label, max_registers)

@@ -35,7 +35,8 @@ from .options import GPUOptions
 __all__ = ["main", "run_benchmarks"]
 
 SETTINGS = ((128, 8, 256), (64, 32, 128))
-ATTENTION_SHAPES = ((1, 32, 32 * 1024), (8, 32, 8 * 1024), (1, 32, 128 * 1024))
+# (batch, query heads, key/value heads, context): multi-head, and grouped-query as real models have
+ATTENTION_SHAPES = ((1, 32, 32, 32 * 1024), (8, 32, 32, 8 * 1024), (1, 32, 32, 128 * 1024), (1, 32, 8, 32 * 1024))
 
 
 def _timer(torch: Any) -> Callable[..., float]:
@@ -77,6 +78,22 @@ def _graph_ms(torch: Any, fn: Callable[[], Any], median_ms: Callable[..., float]
         return None
 
 
+def _host_us(torch: Any, fn: Callable[[], Any], calls: int = 200) -> float:
+    """Host time of one call in microseconds: ``calls`` back-to-back calls queued without synchronising (median of 5)."""
+    import time
+
+    fn()
+    torch.cuda.synchronize()
+    per = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        per.append((time.perf_counter() - t0) / calls * 1e6)
+        torch.cuda.synchronize()
+    return statistics.median(per)
+
+
 def _emit(rows: dict[str, list[dict[str, Any]]], table: str, row: dict[str, Any]) -> None:
     rows[table].append(row)
     print(f"[{table}] " + json.dumps(row), file=sys.stderr, flush=True)
@@ -103,7 +120,6 @@ def run_benchmarks(
     from fibquant_theory.codebooks.design import design_codebook
     from fibquant_theory.codecs.fibquant import FibQuantCodec
 
-    from ._compat import cuda
     from .codec import GPUFibQuantCodec
 
     median_ms = _timer(torch)
@@ -120,9 +136,6 @@ def run_benchmarks(
     copy_ms = median_ms(lambda dst=dst, buf=buf: dst.copy_(buf))
     copy_gbs = 2 * buf.numel() / copy_ms / 1e6
     del buf, dst
-
-    def stream() -> Any:
-        return cuda.external_stream(torch.cuda.current_stream().cuda_stream)
 
     steps = len(SETTINGS) * (3 + len(shapes))
     bar = tqdm(total=steps, desc="gpu bench", disable=not progress)
@@ -147,7 +160,7 @@ def run_benchmarks(
                     same = bool(torch.equal(got, out))
                     close = bool(torch.allclose(got.float(), out.float(), rtol=2.0**-10, atol=1e-6 * float(out.abs().max())))
                     vt = _graph_ms(
-                        torch, lambda gv=gv, payload=payload: gv.decode(payload, n_dec, check=False, stream=stream()), median_ms,
+                        torch, lambda gv=gv, payload=payload: gv.decode(payload, n_dec, check=False), median_ms,
                         replays=5,
                     )
                     print(f"  decode variant {variant}: {vt} ms, same bits: {same}, within fp16 rounding: {close}", file=sys.stderr)
@@ -158,7 +171,7 @@ def run_benchmarks(
                     g = best[1]
             ms = median_ms(lambda g=g, payload=payload: g.decode(payload, n_dec, check=False))
             graph = _graph_ms(
-                torch, lambda g=g, payload=payload: g.decode(payload, n_dec, check=False, stream=stream()), median_ms, replays=5
+                torch, lambda g=g, payload=payload: g.decode(payload, n_dec, check=False), median_ms, replays=5
             )
             gbs = nbytes / (graph or ms) / 1e6
             rel = float((out.float() - x.float()).norm() / x.float().norm())
@@ -182,7 +195,7 @@ def run_benchmarks(
                 x = torch.randn(n_enc, d, device=dev, dtype=torch.float16)
                 g.encode(x, check=True)
                 ms = median_ms(lambda g=g, x=x: g.encode(x, check=False), reps=10)
-                graph = _graph_ms(torch, lambda g=g, x=x: g.encode(x, check=False, stream=stream()), median_ms, replays=3)
+                graph = _graph_ms(torch, lambda g=g, x=x: g.encode(x, check=False), median_ms, replays=3)
                 ms = graph or ms
                 _emit(rows, "encode", {
                     "d": d, "k": k, "N": n_cw, "search": encoder, "precision": prec, "vectors": n_enc, "ms": ms,
@@ -196,31 +209,31 @@ def run_benchmarks(
         # (records in flight, register cap, blocks per SM of the context split, tokens per chunk)
         variants = [(4, 128, 2, 4096), (2, 128, 2, 4096), (4, 128, 2, 2048)] if "attention" in tune_set else []
         variants = [_attention_options(*v) for v in variants]
-        for b, h, t in shapes if "attention" in only else ():
-            kf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
-            vf = torch.randn(b, h, t, d, device=dev, dtype=torch.float16)
+        for b, h, hkv, t in shapes if "attention" in only else ():
+            gqa = hkv != h
+            kw = {"kv_heads": hkv} if gqa else {}
+            kf = torch.randn(b, hkv, t, d, device=dev, dtype=torch.float16)
+            vf = torch.randn(b, hkv, t, d, device=dev, dtype=torch.float16)
             q = torch.randn(b, h, d, device=dev, dtype=torch.float16)
             kp = g.encode(kf.reshape(-1, d))
             vp = g.encode(vf.reshape(-1, d))
-            ours = g.decode_attention(q, kp, vp, t, check=True)
+            ours = g.decode_attention(q, kp, vp, t, check=True, **kw)
             # reference: SDPA on the decoded (fp32) K/V, so only the kernel's arithmetic differs
-            kd = g.decode(kp, b * h * t, dtype="float32").reshape(b, h, t, d)
-            vd = g.decode(vp, b * h * t, dtype="float32").reshape(b, h, t, d)
-            ref = F.scaled_dot_product_attention(q.float()[:, :, None], kd, vd)[:, :, 0]
+            kd = g.decode(kp, b * hkv * t, dtype="float32").reshape(b, hkv, t, d)
+            vd = g.decode(vp, b * hkv * t, dtype="float32").reshape(b, hkv, t, d)
+            ref = F.scaled_dot_product_attention(q.float()[:, :, None], kd, vd, enable_gqa=gqa)[:, :, 0]
             rel = float((ours.float() - ref).norm() / ref.norm())
             del kd, vd
             qs = q[:, :, None]
-            sdpa = lambda qs=qs, kf=kf, vf=vf: F.scaled_dot_product_attention(qs, kf, vf)  # noqa: E731
+            sdpa = lambda qs=qs, kf=kf, vf=vf, gqa=gqa: F.scaled_dot_product_attention(qs, kf, vf, enable_gqa=gqa)  # noqa: E731
             sdpa_ms = median_ms(sdpa)
             if len(variants) > 1:
                 best = None
                 for opts in variants:
                     gv = GPUFibQuantCodec(codec, options=opts)
-                    gv.decode_attention(q, kp, vp, t, check=True)
+                    gv.decode_attention(q, kp, vp, t, check=True, **kw)
                     vt = _graph_ms(
-                        torch,
-                        lambda gv=gv, q=q, kp=kp, vp=vp, t=t: gv.decode_attention(q, kp, vp, t, check=False, stream=stream()),
-                        median_ms,
+                        torch, lambda gv=gv, q=q, kp=kp, vp=vp, t=t, kw=kw: gv.decode_attention(q, kp, vp, t, check=False, **kw), median_ms,
                     )
                     print(f"  attention variant (unroll, regs, blocks/SM, chunk)={_attention_name(opts)}: {vt} ms", file=sys.stderr)
                     if vt is not None and (best is None or vt < best[0]):
@@ -228,18 +241,23 @@ def run_benchmarks(
                 if best is not None:
                     variants = [best[1]]
                     g = GPUFibQuantCodec(codec, options=best[1])
-            ours = g.decode_attention(q, kp, vp, t, check=True)
+            ours = g.decode_attention(q, kp, vp, t, check=True, **kw)
             rel = float((ours.float() - ref).norm() / ref.norm())
-            ours_ms = median_ms(lambda g=g, q=q, kp=kp, vp=vp, t=t: g.decode_attention(q, kp, vp, t, check=False))
-            ours_g = _graph_ms(
-                torch, lambda g=g, q=q, kp=kp, vp=vp, t=t: g.decode_attention(q, kp, vp, t, check=False, stream=stream()), median_ms
-            )
+            call = lambda g=g, q=q, kp=kp, vp=vp, t=t, kw=kw: g.decode_attention(q, kp, vp, t, check=False, **kw)  # noqa: E731
+            ours_ms = median_ms(call)
+            ours_g = _graph_ms(torch, call, median_ms)
             sdpa_g = _graph_ms(torch, sdpa, median_ms)
+            slow = GPUFibQuantCodec(codec, options=replace(g.options, direct_launch=False))
+            slow_call = lambda g=slow, q=q, kp=kp, vp=vp, t=t, kw=kw: g.decode_attention(q, kp, vp, t, check=False, **kw)  # noqa: E731
+            same = bool(torch.equal(slow_call(), call()))
+            host_us, host_numba_us, host_sdpa_us = (_host_us(torch, f) for f in (call, slow_call, sdpa))
             code_bytes = kp.numel() + vp.numel()
             fp16_bytes = kf.numel() * 2 + vf.numel() * 2
             _emit(rows, "attention", {
-                "d": d, "k": k, "N": n_cw, "BxHxT": f"{b}x{h}x{t // 1024}k",
+                "d": d, "k": k, "N": n_cw, "BxHxT": f"{b}x{h}x{t // 1024}k" + (f" gqa {h}/{hkv}" if gqa else ""),
                 "sdpa ms": sdpa_ms, "codes ms": ours_ms, "speedup": sdpa_ms / ours_ms,
+                "host us": host_us, "host us (numba launch)": host_numba_us, "sdpa host us": host_sdpa_us,
+                "same bits both launches": same,
                 "sdpa graph ms": sdpa_g, "codes graph ms": ours_g,
                 "graph speedup": (sdpa_g / ours_g) if (sdpa_g and ours_g) else None,
                 "variant": _attention_tag(g.options),
@@ -270,7 +288,7 @@ def _decode_variants(d: int, k: int, n_codewords: int) -> list[dict[str, Any]]:
         return out
     out.append({"decode_layout": "columns"})
     out.append({"decode_layout": "columns", "decode_prefetch": False})
-    out.append({"decode_layout": "columns", "decode_replicas": max(1, plan["R"] // 2)})
+    out.extend({"decode_layout": "columns", "decode_replicas": r} for r in sorted({max(1, plan["R"] // 2), max(1, plan["R"] // 4)}))
     out.extend({"decode_layout": "columns", "decode_columns": c} for c in (2, 4, 8) if c != plan["C"])
     return out
 

@@ -204,7 +204,7 @@ def column_decode_kernel(
     ``1/sqrt(d)``; ``outw`` the ``(n, d)`` output as a flat view of ``uint32`` words, or
     of ``uint64`` where ``plan["out_words"] == 2`` (pairs of words a lane writes directly).
     Dynamic shared memory: ``plan["bytes"]``. ``err[0]`` receives (atomic min) the first record with an index
-    ``>= N`` or a corrupt norm header; it must hold ``n`` on entry.
+    ``>= N`` or a corrupt norm header (:data:`~fibquant_theory.gpu.runtime.NO_ERROR` when none).
 
     Parameters
     ----------

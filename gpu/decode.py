@@ -46,7 +46,7 @@ def decode_kernel(
     ``x = nu sum_b P[b, i_b]``. ``out`` is ``(n, d)`` float16 / uint16
     (bfloat16 bits) / float32 and ``out_addr`` its device address (16-byte
     stores when possible). ``err[0]`` receives (atomic min) the first record
-    with an index ``>= N`` or a corrupt norm header; it must hold ``n`` on entry.
+    with an index ``>= N`` or a corrupt norm header (:data:`~fibquant_theory.gpu.runtime.NO_ERROR` when none).
     The body is generated with every per-lane loop unrolled into scalars.
 
     Parameters

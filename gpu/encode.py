@@ -28,18 +28,59 @@ from numba import float32, float64, int64, types, uint32
 
 from . import codegen
 from ._compat import SIMULATOR, cuda
-from .device import HDR_BF16, HDR_F16, HDR_F32, ROT_HADAMARD, THREADS, WARPS, header_bits, shfl_xor, warp_sync
+from .device import HDR_BF16, HDR_F16, HDR_F32, ROT_HADAMARD, THREADS, WARPS, bits_f32, header_bits, shfl_xor, warp_sync
 
-__all__ = ["encode_kernel"]
+__all__ = ["IN_BF16", "IN_F16", "IN_F32", "encode_kernel", "encode_shared_bytes"]
+
+#: Input formats of :func:`encode_kernel`: float32, float16, bfloat16 (as ``uint16`` bits).
+IN_F32, IN_F16, IN_BF16 = 0, 1, 2
+
+
+def _search_layout(d: int, k: int, n_codewords: int, fp64: bool) -> tuple[int, int, int, int, int]:
+    """``(row stride of the codebook, offset of the norms, offset of the staging rows, total words, split)`` in shared memory.
+
+    When several lanes search one block (``split > 1``) the codebook rows are padded to an odd
+    stride, so the lanes' different codewords fall in different banks.
+    """
+    lanes, _ = codegen.lane_layout(d)
+    items = (32 // lanes) * (d // k)
+    split = 1
+    if items < 32:
+        while split * 2 * items <= 32:
+            split *= 2
+    kp = k + 1 if split > 1 and k % 2 == 0 else k
+    o_n2 = n_codewords * kp
+    o_zb = o_n2 + n_codewords
+    total = o_zb + WARPS * (32 // lanes) * d
+    return kp, o_n2, o_zb, total, split
+
+
+def encode_shared_bytes(d: int, k: int, n_codewords: int, fp64: bool) -> int:
+    """Dynamic shared memory of :func:`encode_kernel` (codebook, its norms, the rotated vectors of every warp).
+
+    Parameters
+    ----------
+    d, k, n_codewords : int
+        Dimension, block size and codebook size.
+    fp64 : bool
+        Float64 search (8-byte words) or float32.
+
+    Returns
+    -------
+    int
+        Bytes per block.
+    """
+    return _search_layout(d, k, n_codewords, fp64)[3] * (8 if fp64 else 4)
 
 
 @lru_cache(maxsize=None)
 def encode_kernel(
-    d: int, k: int, n_codewords: int, hkind: int, rot: int, two_stage: bool, n_shells: int, probes: int, fp64: bool, in_f16: bool
+    d: int, k: int, n_codewords: int, hkind: int, rot: int, two_stage: bool, n_shells: int, probes: int, fp64: bool, in_kind: int
 ) -> tuple[Any, Callable[[int], int]]:
     """Encode kernel ``(x, n, cb, cbn2, order, offsets, radii, signs, mat, words u32[::1], err i64[::1])``.
 
-    ``x`` is ``(n, d)`` float16 or float32; ``cb`` ``(N k,)`` and ``cbn2``
+    Launched with :func:`encode_shared_bytes` of dynamic shared memory. ``x`` is ``(n, d)``
+    float32, float16 or bfloat16 (its ``uint16`` bits); ``cb`` ``(N k,)`` and ``cbn2``
     ``(N,)`` in the search precision (for the two-stage search: sorted by
     shell, with ``order (N,)``, ``offsets (S+1,)`` and ``radii (S,)``);
     ``signs`` the Hadamard signs, ``mat`` ``M^T`` (dense forward ``z = u @ M^T``).
@@ -59,8 +100,8 @@ def encode_kernel(
         Shells of the two-stage codebook and shells searched per block.
     fp64 : bool
         Normalisation, rotation and distances in float64 (the CPU encoder's arithmetic); else float32.
-    in_f16 : bool
-        The input is float16 (else float32).
+    in_kind : int
+        The input format: ``IN_F32``, ``IN_F16`` or ``IN_BF16``.
 
     Returns
     -------
@@ -81,12 +122,7 @@ def encode_kernel(
     n_iter = tvec // per_warp
     wpc = tvec * rbits // 32  # words per chunk
     items = per_warp * m
-    if items >= 32:
-        split = 1
-    else:
-        split = 1
-        while split * 2 * items <= 32:
-            split *= 2
+    kp, o_n2, o_zb, _, split = _search_layout(d, k, n_codewords, fp64)
     reps = -(-items // 32) if split == 1 else 1
     ncw = n_codewords
     nk = n_codewords * k
@@ -96,8 +132,10 @@ def encode_kernel(
     zero = npft(0.0)
     two = npft(2.0)
     n_sh = max(1, n_shells)
+    n_mask = -(-n_sh // 64)  # words of the chosen-shells mask
     scratch_n = THREADS if SIMULATOR else 1
-    x_t = types.float16 if in_f16 else float32
+    in_bf16 = in_kind == IN_BF16
+    x_t = {IN_F32: float32, IN_F16: types.float16, IN_BF16: types.uint16}[in_kind]
     sig = (
         x_t[:, ::1], int64, ft[::1], ft[::1], int64[::1], int64[::1], ft[::1], ft[::1], ft[:, ::1], uint32[::1], int64[::1]
     )
@@ -109,15 +147,15 @@ def encode_kernel(
         grp = lane // lanes
         sub = lane % lanes
         j0 = sub * vper
-        cb = cuda.shared.array(nk, ft)
-        n2 = cuda.shared.array(ncw, ft)
-        zb = cuda.shared.array((WARPS, per_warp, d), ft)
+        sh = cuda.shared.array(0, ft)  # [codebook rows of kp | norms | staging rows (warp, vector, d)]
         wb = cuda.shared.array((WARPS, wpc), uint32)
         scratch = cuda.shared.array(scratch_n, float64)
         for i in range(tid, nk, THREADS):
-            cb[i] = codebook[i]
+            sh[(i // k) * kp + i % k] = codebook[i]
         for i in range(tid, ncw, THREADS):
-            n2[i] = cbn2[i]
+            sh[o_n2 + i] = cbn2[i]
+        zrow = o_zb + warp * (per_warp * d)
+        chosen = cuda.local.array(n_mask, int64)
         z = cuda.local.array(vper, ft)
         xs = cuda.local.array(vper, float64)
         yb = cuda.local.array(k, ft)
@@ -138,7 +176,10 @@ def encode_kernel(
                 active = vec < n
                 ss = 0.0
                 for t in range(vper):
-                    xs[t] = float64(x[vec, j0 + t]) if active else 0.0
+                    if in_bf16:
+                        xs[t] = float64(bits_f32(int64(x[vec, j0 + t]) << 16)) if active else 0.0
+                    else:
+                        xs[t] = float64(x[vec, j0 + t]) if active else 0.0
                     ss += xs[t] * xs[t]
                 msk = 1
                 while msk < lanes:
@@ -177,20 +218,20 @@ def encode_kernel(
                             z[t] = p - z[t] if (sub & msk) else z[t] + p
                         msk *= 2
                     for t in range(vper):
-                        zb[warp, grp, j0 + t] = z[t] * scale
+                        sh[zrow + grp * d + j0 + t] = z[t] * scale
                     warp_sync()
                 else:
                     for t in range(vper):
-                        zb[warp, grp, j0 + t] = ft((xs[t] / norm) if norm > 0.0 else xs[t])
+                        sh[zrow + grp * d + j0 + t] = ft((xs[t] / norm) if norm > 0.0 else xs[t])
                     warp_sync()
                     for t in range(vper):
                         acc = zero
                         for l in range(d):
-                            acc += zb[warp, grp, l] * mat[l, j0 + t]
+                            acc += sh[zrow + grp * d + l] * mat[l, j0 + t]
                         z[t] = acc
                     warp_sync()
                     for t in range(vper):
-                        zb[warp, grp, j0 + t] = z[t]
+                        sh[zrow + grp * d + j0 + t] = z[t]
                     warp_sync()
                 # ---- nearest codeword of every (vector, block) item of this warp iteration
                 for r in range(reps):
@@ -200,7 +241,7 @@ def encode_kernel(
                     it_v = item // m if ok else 0
                     it_b = item % m if ok else 0
                     for t in range(k):
-                        yb[t] = zb[warp, it_v, it_b * k + t]
+                        yb[t] = sh[zrow + it_v * d + it_b * k + t]
                     best = big
                     best_i = int64(ncw)
                     if two_stage:
@@ -208,21 +249,22 @@ def encode_kernel(
                         for t in range(k):
                             rho2 += yb[t] * yb[t]
                         rho = math.sqrt(rho2)
-                        chosen = int64(0)
+                        for q in range(n_mask):
+                            chosen[q] = int64(0)
                         for _ in range(probes):
                             s_best = 0
                             gap_best = big
                             for s in range(n_sh):
                                 gap = abs(rho - radii[s])
-                                if not ((chosen >> s) & 1) and gap < gap_best:
+                                if not ((chosen[s >> 6] >> (s & 63)) & 1) and gap < gap_best:
                                     gap_best = gap
                                     s_best = s
-                            chosen |= int64(1) << s_best
+                            chosen[s_best >> 6] |= int64(1) << (s_best & 63)
                             for p in range(offsets[s_best] + s_id, offsets[s_best + 1], split):
                                 dot = zero
                                 for t in range(k):
-                                    dot += yb[t] * cb[p * k + t]
-                                score = n2[p] - two * dot
+                                    dot += yb[t] * sh[p * kp + t]
+                                score = sh[o_n2 + p] - two * dot
                                 o = order[p]
                                 if score < best or (score == best and o < best_i):
                                     best = score
@@ -231,8 +273,8 @@ def encode_kernel(
                         for p in range(s_id, ncw, split):
                             dot = zero
                             for t in range(k):
-                                dot += yb[t] * cb[p * k + t]
-                            score = n2[p] - two * dot
+                                dot += yb[t] * sh[p * kp + t]
+                            score = sh[o_n2 + p] - two * dot
                             if score < best:
                                 best = score
                                 best_i = p
@@ -258,6 +300,6 @@ def encode_kernel(
             warp_sync()
             cbase += cstride
 
-    label = f"encode d={d} k={k} N={n_codewords} rot={rot} two_stage={two_stage} fp64={fp64} f16={in_f16}"
+    label = f"encode d={d} k={k} N={n_codewords} rot={rot} two_stage={two_stage} fp64={fp64} in={in_kind}"
     kern = codegen.jit_kernel(body, sig, label)
     return kern, (lambda n: codegen.grid_blocks(-(-n // tvec), WARPS))

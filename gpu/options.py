@@ -43,11 +43,11 @@ class GPUOptions:
 
     Parameters
     ----------
-    decode_layout : {"chunks", "columns"}
-        Hadamard decode kernel. ``"chunks"``: coordinates in interleaved chunks, warp shuffles
-        (measured on an H100, see research/gpu-notes.md). ``"columns"``: the in-block transform
-        folded into the codebook, no shuffles; falls back to ``"chunks"`` where its layout does not
-        fit (unless ``decode_columns`` or ``decode_replicas`` is set, which then raises why).
+    decode_layout : {"columns", "chunks"}
+        Hadamard decode kernel. ``"columns"`` (default, the faster one on an H200): the in-block
+        transform folded into the codebook, no shuffles; falls back to ``"chunks"`` where its layout
+        does not fit (unless ``decode_columns`` or ``decode_replicas`` is set, which then raises why).
+        ``"chunks"``: coordinates in interleaved chunks, warp shuffles.
     decode_columns : int
         Column decode: columns per lane, 0 or a power of two (0:
         :func:`~fibquant_theory.gpu.column_decode.column_default`).
@@ -76,6 +76,11 @@ class GPUOptions:
         memory), >= 1; rounded down to a multiple of ``256 * attention_unroll`` (at least one).
     attention_words32 : bool
         Simulator only: as ``decode_words32``, for decode-attention.
+    direct_launch : bool
+        Launch through the driver with cached parameter blocks
+        (:class:`~fibquant_theory.gpu.launch.DirectLaunch`, a few microseconds of host time) rather
+        than through Numba's dispatcher (0.1-0.4 ms with torch tensors). Same kernels, same bits;
+        ignored in the simulator.
 
     Raises
     ------
@@ -83,7 +88,7 @@ class GPUOptions:
         An option out of its range (the message names it).
     """
 
-    decode_layout: str = "chunks"
+    decode_layout: str = "columns"
     decode_columns: int = 0
     decode_replicas: int = 0
     decode_prefetch: bool = True
@@ -96,13 +101,14 @@ class GPUOptions:
     attention_blocks_per_sm: int = GPU_ATTENTION_BLOCKS_PER_SM
     attention_chunk: int = GPU_ATTENTION_CHUNK
     attention_words32: bool = True
+    direct_launch: bool = True
 
     def __post_init__(self) -> None:
         if self.decode_layout not in DECODE_LAYOUTS:
             raise ValueError(f"decode_layout must be one of {DECODE_LAYOUTS}, got {self.decode_layout!r}")
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name.endswith(("_prefetch", "_words32")):
+            if f.name.endswith(("_prefetch", "_words32", "_launch")):
                 if not isinstance(v, bool):
                     raise ValueError(f"{f.name} must be True or False, got {v!r}")
             elif f.name.endswith("_registers"):

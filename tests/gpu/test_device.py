@@ -187,3 +187,127 @@ def test_gpu_errors(torch, codebook):
     q[0, 3] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         gpu.decode_attention(q, payload, payload, 10, dtype="float32")
+
+
+def test_direct_launch_writes_the_numba_launch_bits(torch, codebook):
+    """The driver launch with cached parameter blocks and Numba's own launch run the same kernels: same bits."""
+    _, fast = _codecs(codebook, "hadamard")
+    slow = _with(fast, direct_launch=False)
+    assert fast.direct_launch and not slow.direct_launch
+    x = torch.randn(2001, D, device="cuda", dtype=torch.float16)
+    p = fast.encode(x)
+    assert torch.equal(p, slow.encode(x))
+    for dtype in ("float16", "bfloat16", "float32"):
+        assert torch.equal(fast.decode(p, 2001, dtype=dtype), slow.decode(p, 2001, dtype=dtype)), dtype
+    kp, vp = fast.encode(torch.randn(2 * 4 * 700, D, device="cuda")), fast.encode(torch.randn(2 * 4 * 700, D, device="cuda"))
+    q = torch.randn(2, 4, D, device="cuda", dtype=torch.float16)
+    for _ in range(2):  # the second call reuses the cached parameter block with new data pointers
+        assert torch.equal(fast.decode_attention(q, kp, vp, 700), slow.decode_attention(q, kp, vp, 700))
+        q = torch.randn(2, 4, D, device="cuda", dtype=torch.float16)
+    # a different context length with the same launch configuration
+    assert torch.equal(fast.decode_attention(q, kp[: fast.nbytes(8 * 600)], vp[: fast.nbytes(8 * 600)], 600),
+                       slow.decode_attention(q, kp[: fast.nbytes(8 * 600)], vp[: fast.nbytes(8 * 600)], 600))
+
+
+@pytest.mark.parametrize("in_dtype", ["float16", "bfloat16"])
+def test_half_inputs_and_grouped_query_attention_against_sdpa(torch, codebook, in_dtype):
+    """fp16/bf16 keys, values and queries, 8 query heads on 2 key/value heads: SDPA(enable_gqa) on the decoded K/V."""
+    import torch.nn.functional as F
+
+    cpu, gpu = _codecs(codebook, "hadamard", "exhaustive", "float64")
+    tdt = getattr(torch, in_dtype)
+    b, hq, hkv, t = 2, 8, 2, 1200
+    kx = torch.randn(b, hkv, t, D, device="cuda", dtype=tdt)
+    vx = torch.randn(b, hkv, t, D, device="cuda", dtype=tdt)
+    kp, vp = gpu.encode(kx.reshape(-1, D)), gpu.encode(vx.reshape(-1, D))
+    assert np.array_equal(kp.cpu().numpy(), cpu.encode(kx.reshape(-1, D).double().cpu().numpy()).payload)
+    q = torch.randn(b, hq, D, device="cuda", dtype=tdt)
+    got = gpu.decode_attention(q, kp, vp, t, kv_heads=hkv)
+    assert got.dtype == tdt and got.shape == (b, hq, D)
+    kd = gpu.decode(kp, b * hkv * t, dtype="float32").reshape(b, hkv, t, D)
+    vd = gpu.decode(vp, b * hkv * t, dtype="float32").reshape(b, hkv, t, D)
+    ref = F.scaled_dot_product_attention(q.float()[:, :, None], kd, vd, enable_gqa=True)[:, :, 0]
+    tol = {"float16": 2.0**-10, "bfloat16": 2.0**-7}[in_dtype]
+    assert torch.allclose(got.float(), ref, rtol=tol, atol=tol * float(ref.abs().max()))
+
+
+def test_calls_run_on_torch_current_stream_and_in_a_cuda_graph(torch, codebook):
+    """check=False calls queue on torch's current stream, capture into a CUDA graph, and replay with new data."""
+    _, gpu = _codecs(codebook, "hadamard")
+    t = 3000
+    kp = gpu.encode(torch.randn(4 * t, D, device="cuda", dtype=torch.float16))
+    vp = gpu.encode(torch.randn(4 * t, D, device="cuda", dtype=torch.float16))
+    q = torch.randn(1, 4, D, device="cuda", dtype=torch.float16)
+    want = gpu.decode_attention(q, kp, vp, t)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            gpu.decode_attention(q, kp, vp, t, check=False)
+            gpu.decode(kp, 4 * t, check=False)
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = gpu.decode_attention(q, kp, vp, t, check=False)
+        dec = gpu.decode(kp, 4 * t, check=False)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, want) and torch.equal(dec, gpu.decode(kp, 4 * t))
+    q.copy_(torch.randn(1, 4, D, device="cuda", dtype=torch.float16))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, gpu.decode_attention(q, kp, vp, t))
+    gpu.check_errors()
+
+
+def test_check_false_records_errors_for_later(torch, codebook):
+    _, gpu = _codecs(codebook, "hadamard")
+    payload = gpu.encode(torch.randn(10, D, device="cuda"))
+    bad = payload.clone()
+    bad[18 * 6 + 1] = 0xFF  # norm header of record 6
+    gpu.decode(bad, 10, check=False)
+    gpu.decode_attention(torch.randn(1, D, device="cuda"), payload, bad, 10, check=False)
+    with pytest.raises(ValueError, match=r"decode: record 6.*attention: record 6"):
+        gpu.check_errors()
+    gpu.check_errors()
+
+
+@pytest.mark.parametrize("encoder", ["exhaustive", "two-stage"])
+def test_sub_one_bit_codebook_encodes_the_cpu_bytes(torch, encoder):
+    """d=64, k=32, N=128 (128 one-codeword shells): the float64 encoder in both searches, fp32 close."""
+    from fibquant_theory.codebooks.design import design_codebook
+    from fibquant_theory.codecs.fibquant import FibQuantCodec
+    from fibquant_theory.gpu.codec import GPUFibQuantCodec
+
+    cb = design_codebook(64, 32, 128, n_train=20_000, n_heldout=5_000, cache=False)
+    cpu = FibQuantCodec(cb, seed=3, rotation="hadamard", encoder=encoder, packing="fixed")
+    x = torch.randn(3001, 64, device="cuda", dtype=torch.float16)
+    want = cpu.encode(x.double().cpu().numpy()).payload
+    assert np.array_equal(GPUFibQuantCodec(cpu, precision="float64").encode(x).cpu().numpy(), want)
+    got = GPUFibQuantCodec(cpu).to_codes(GPUFibQuantCodec(cpu).encode(x), (3001,))
+    assert np.mean(cpu.unpack(got)[0] == cpu.unpack(cpu.encode(x.double().cpu().numpy()))[0]) > 0.999
+
+
+@pytest.mark.parametrize("d", [64, 256])
+def test_other_head_dims(torch, d):
+    from fibquant_theory.codebooks.design import design_codebook
+    from fibquant_theory.codecs.fibquant import FibQuantCodec
+    from fibquant_theory.gpu.codec import GPUFibQuantCodec
+
+    cb = design_codebook(d, 8, 256, n_train=20_000, n_heldout=5_000, cache=False)
+    cpu = FibQuantCodec(cb, seed=4, rotation="hadamard", packing="fixed")
+    gpu = GPUFibQuantCodec(cpu, precision="float64")
+    x = torch.randn(1000, d, device="cuda", dtype=torch.bfloat16)
+    p = gpu.encode(x)
+    assert np.array_equal(p.cpu().numpy(), cpu.encode(x.double().cpu().numpy()).payload)
+    want = cpu.decode(gpu.to_codes(p, (1000,)))
+    for layout in ("columns", "chunks"):
+        got = _with(gpu, decode_layout=layout).decode(p, 1000, dtype="float32").cpu().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    q = torch.randn(1, 2, d, device="cuda", dtype=torch.bfloat16)
+    out = gpu.decode_attention(q, p, p, 500, dtype="float32").cpu().numpy()
+    kh = want.reshape(1, 2, 500, d)
+    s = np.einsum("bhd,bhtd->bht", q.float().cpu().numpy().astype(np.float64), kh) / np.sqrt(d)
+    w = np.exp(s - s.max(-1, keepdims=True))
+    ref = np.einsum("bht,bhtd->bhd", w / w.sum(-1, keepdims=True), kh)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=5e-5 * np.abs(ref).max())

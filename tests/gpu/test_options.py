@@ -12,8 +12,9 @@ from fibquant_theory.gpu import GPUOptions
 
 def test_defaults_come_from_the_config():
     o = GPUOptions()
-    assert (o.decode_layout, o.decode_columns, o.decode_replicas, o.decode_prefetch) == ("chunks", 0, 0, True)
+    assert (o.decode_layout, o.decode_columns, o.decode_replicas, o.decode_prefetch) == ("columns", 0, 0, True)
     assert (o.decode_per_lane, o.decode_chunk, o.decode_registers, o.decode_words32) == (0, 0, None, True)
+    assert o.direct_launch is True
     assert o.attention_unroll == config.GPU_ATTENTION_UNROLL == 2
     assert o.attention_registers == config.GPU_ATTENTION_REGISTERS == 128
     assert o.attention_blocks_per_sm == config.GPU_ATTENTION_BLOCKS_PER_SM == 2
@@ -23,11 +24,11 @@ def test_defaults_come_from_the_config():
 def test_frozen_and_replace():
     o = GPUOptions()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        o.decode_layout = "columns"  # type: ignore[misc]
-    v = dataclasses.replace(o, decode_layout="columns", decode_columns=4)
-    assert (v.decode_layout, v.decode_columns) == ("columns", 4) and o.decode_layout == "chunks"
-    assert v != o and dataclasses.replace(v, decode_layout="chunks", decode_columns=0) == o
-    assert hash(v) == hash(GPUOptions(decode_layout="columns", decode_columns=4))
+        o.decode_layout = "chunks"  # type: ignore[misc]
+    v = dataclasses.replace(o, decode_layout="chunks", decode_per_lane=4)
+    assert (v.decode_layout, v.decode_per_lane) == ("chunks", 4) and o.decode_layout == "columns"
+    assert v != o and dataclasses.replace(v, decode_layout="columns", decode_per_lane=0) == o
+    assert hash(v) == hash(GPUOptions(decode_layout="chunks", decode_per_lane=4))
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,7 @@ def test_frozen_and_replace():
         ({"attention_blocks_per_sm": 0}, "attention_blocks_per_sm"),
         ({"attention_chunk": 0}, "attention_chunk"),
         ({"attention_unroll": True}, "attention_unroll must be an integer"),
+        ({"direct_launch": 0}, "direct_launch must be True or False"),
     ],
 )
 def test_bad_values_are_named(changes, match):

@@ -359,3 +359,119 @@ def test_corrupt_and_unsupported_inputs_raise(codebook):
         GPUFibQuantCodec(FibQuantCodec(codebook, encoder="clustered"))
     with pytest.raises(ValueError, match="precision"):
         GPUFibQuantCodec(cpu, precision="float16")
+
+
+def _bf16_bits(x: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns of ``x`` (round to nearest even), and the values they hold (float64)."""
+    u = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    bits = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return bits, (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+@inner
+def test_two_stage_search_with_more_than_64_shells():
+    """128 one-codeword shells (d=32, k=16, N=128; the lanes of a block search padded codebook rows): the CPU's bytes."""
+    from fibquant_theory.codebooks.design import design_codebook
+
+    cb = design_codebook(32, 16, 128, n_train=4000, n_heldout=1000, n_restarts=1, cache=False)
+    assert cb.structure.n_shells == 128
+    x = np.random.default_rng(21).standard_normal((10, 32)).astype(np.float32)
+    for encoder in ("two-stage", "exhaustive"):
+        cpu, gpu = _pair(cb, encoder=encoder)
+        assert np.array_equal(gpu.encode(x).copy_to_host(), cpu.encode(x.astype(np.float64)).payload), encoder
+
+
+@inner
+def test_bfloat16_inputs():
+    """bfloat16 vectors and queries (their uint16 bits): the float64 encoder writes the CPU bytes of their values."""
+    from fibquant_theory.codebooks.design import design_codebook
+    from fibquant_theory.gpu._compat import cuda
+    from fibquant_theory.gpu.arrays import Input
+    from tests.reference import attention_naive
+
+    cb = design_codebook(*CONFIGS[0], n_train=4000, n_heldout=1000, n_restarts=1, cache=False)
+    cpu, gpu = _pair(cb)
+    rng = np.random.default_rng(22)
+    bits, values = _bf16_bits(rng.standard_normal((9, 16)) * 3)
+    got = gpu.encode(Input(0, bits.shape, "bfloat16", None, cuda.to_device(bits))).copy_to_host()
+    assert np.array_equal(got, cpu.encode(values).payload)
+    t = 40
+    kc, vc = cpu.encode(rng.standard_normal((2, t, 16))), cpu.encode(rng.standard_normal((2, t, 16)))
+    qb, qv = _bf16_bits(rng.standard_normal((2, 16)))
+    out = gpu.decode_attention(Input(0, qb.shape, "bfloat16", None, cuda.to_device(qb)), kc.payload, vc.payload, t,
+                               dtype="float32", n_splits=2)
+    want = attention_naive(qv, cpu.decode(kc), cpu.decode(vc))
+    np.testing.assert_allclose(out.copy_to_host(), want, rtol=0, atol=5e-6 * np.abs(want).max())
+    with pytest.raises(ValueError, match="dtype"):
+        gpu.encode(Input(0, bits.shape, "uint16", None, cuda.to_device(bits)))
+
+
+@inner
+def test_grouped_query_attention():
+    """Two query heads per key/value head read that head's records (SDPA's enable_gqa=True)."""
+    from fibquant_theory.codebooks.design import design_codebook
+    from tests.reference import attention_naive
+
+    cb = design_codebook(*CONFIGS[0], n_train=4000, n_heldout=1000, n_restarts=1, cache=False)
+    cpu, gpu = _pair(cb)
+    rng = np.random.default_rng(23)
+    t = 50
+    kc, vc = cpu.encode(rng.standard_normal((1, 1, t, 16))), cpu.encode(rng.standard_normal((1, 1, t, 16)))
+    q = rng.standard_normal((1, 2, 16)).astype(np.float32)
+    got = gpu.decode_attention(q, kc.payload, vc.payload, t, kv_heads=1, dtype="float32", n_splits=1).copy_to_host()
+    kd, vd = cpu.decode(kc), cpu.decode(vc)
+    want = attention_naive(q, np.repeat(kd, 2, axis=1), np.repeat(vd, 2, axis=1))
+    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=0, atol=5e-6 * np.abs(want).max())
+    assert not np.allclose(got[0, 0], got[0, 1])  # two different queries
+    with pytest.raises(ValueError, match="kv_heads"):
+        gpu.decode_attention(q, kc.payload, vc.payload, t, kv_heads=3)
+    with pytest.raises(ValueError, match="k_payload"):  # multi-head would need two heads' records
+        gpu.decode_attention(q, kc.payload, vc.payload, t)
+
+
+@inner
+def test_check_false_defers_the_errors():
+    """check=False raises nothing; check_errors() names the first bad row/record once, then the record is clear."""
+    from fibquant_theory.codebooks.design import design_codebook
+
+    cb = design_codebook(*CONFIGS[0], n_train=4000, n_heldout=1000, n_restarts=1, cache=False)
+    cpu, gpu = _pair(cb)
+    gpu.check_errors()  # nothing recorded yet
+    x = np.random.default_rng(24).standard_normal((6, 16)).astype(np.float32)
+    x[4, 2] = np.nan
+    gpu.encode(x, check=False)
+    payload = cpu.encode(np.ones((4, 16))).payload
+    bad = payload.copy()
+    pos = 1 * cpu.layout.record_bits + 15  # sign bit of record 1's fp16 norm header
+    bad[pos // 8] |= 1 << (pos % 8)
+    gpu.decode(bad, 4, check=False)
+    gpu.decode(payload, 4)  # a checked call in between neither raises nor clears the deferred record
+    with pytest.raises(ValueError, match=r"encode: row 4 has NaN.*decode: record 1"):
+        gpu.check_errors()
+    gpu.check_errors()  # cleared
+    with pytest.raises(ValueError, match="record 1"):
+        gpu.decode(bad, 4)
+
+
+@inner
+def test_head_dim_256():
+    """d = 256 (k = 8: 32 blocks a record, 32 lanes a vector): encode bytes, decode, attention."""
+    from fibquant_theory.codebooks.design import design_codebook
+    from tests.reference import attention_naive
+
+    cb = design_codebook(256, 8, 16, n_train=4000, n_heldout=1000, n_restarts=1, cache=False)
+    cpu, gpu = _pair(cb)
+    rng = np.random.default_rng(25)
+    x = rng.standard_normal((5, 256)).astype(np.float32)
+    assert np.array_equal(gpu.encode(x).copy_to_host(), cpu.encode(x.astype(np.float64)).payload)
+    codes = cpu.encode(rng.standard_normal((8, 256)))
+    want = cpu.decode(codes)
+    for layout in ("columns", "chunks"):
+        got = _with(gpu, decode_layout=layout).decode(codes.payload, 8, dtype="float32").copy_to_host()
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-6 * np.abs(want).max())
+    t = 30
+    kc, vc = cpu.encode(rng.standard_normal((1, t, 256))), cpu.encode(rng.standard_normal((1, t, 256)))
+    q = rng.standard_normal((1, 256)).astype(np.float32)
+    got = gpu.decode_attention(q, kc.payload, vc.payload, t, dtype="float32", n_splits=1).copy_to_host()
+    ref = attention_naive(q, cpu.decode(kc), cpu.decode(vc))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=5e-6 * np.abs(ref).max())

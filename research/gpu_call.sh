@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One device-tool call of issue #16's session: install without dependencies, then the steps named as arguments:
+#   smoke   the direct-launch / stream / deferred-error device tests
+#   bench   python -m fibquant_theory.gpu.bench --tune decode (JSON, table and log into $OUT)
+#   tests   all of tests/gpu/test_device.py, in 3 parallel pytest processes (compilation is CPU-bound)
+#   ncu     Nsight Compute on the decode and attention kernels (research/gpu_profile.py)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv | tee "$OUT/gpu.txt"
+python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/pip.log" 2>&1 || { cat "$OUT/pip.log"; exit 1; }
+PYT="python3 -m pytest -q -p no:cacheprovider -m gpu tests/gpu/test_device.py"
+for job in "$@"; do
+  case "$job" in
+    smoke) $PYT -k "direct_launch or torch_current or check_false" 2>&1 | tee "$OUT/smoke.txt" | tail -30 ;;
+    bench) python3 -m fibquant_theory.gpu.bench --tune decode --no-progress --json "$OUT/bench.json" 2>"$OUT/bench.err" | tee "$OUT/bench.txt"
+           grep -v '^\[' "$OUT/bench.err" | tail -40 ;;
+    tests) $PYT -k "encode or roundtrip or sub_one_bit or other_head" >"$OUT/tests1.txt" 2>&1 &
+           $PYT -k "decode and not roundtrip and not attention" >"$OUT/tests2.txt" 2>&1 &
+           $PYT -k "not encode and not roundtrip and not sub_one_bit and not other_head and not (decode and not attention)" >"$OUT/tests3.txt" 2>&1 &
+           wait
+           for f in "$OUT"/tests[123].txt; do echo "== $f"; tail -15 "$f"; done ;;
+    ncu) for only in decode attention; do
+           ncu --clock-control none --profile-from-start off --section SpeedOfLight --section Occupancy --section LaunchStats \
+             --section WarpStateStats --section InstructionStats \
+             python3 research/gpu_profile.py --only "$only" --layout columns >"$OUT/ncu-$only.txt" 2>&1
+           grep -E "Duration|Throughput|Registers|Achieved Occupancy|Theoretical Occupancy|Issue Slots|Eligible|Executed Ipc|Warp Cycles Per Issued|Stall|Block Limit" "$OUT/ncu-$only.txt" | head -60
+         done ;;
+    *) echo "unknown job $job"; exit 2 ;;
+  esac
+done
