@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench clean docs browser models kv-sweep
+.PHONY: demo test install bench clean docs browser models kv-sweep verify-thorough
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ demo: $(STAMP)
 # pytest exits 5 when it collects no test: that is a failure here like any other non-zero status.
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# Every proof check, then the Hypothesis property tests with random examples and raised budgets
+# (the `thorough` profile of tests/conftest.py) instead of the derandomized CI profile.
+verify-thorough: $(STAMP)
+	$(BIN)/fibquant verify --no-progress
+	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q -m hypothesis tests
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q tests --benchmark-enable --benchmark-only

@@ -22,7 +22,7 @@ from fibquant_theory.codecs.kivi import KIVICodec
 from fibquant_theory.codecs.packing import RecordLayout
 from fibquant_theory.codecs.registry import METHODS, make_codec
 from fibquant_theory.codecs.turboquant import TurboQuantMSE, TurboQuantProd
-from fibquant_theory.experiments.rd import rate_distortion, shannon_bound
+from fibquant_theory.experiments.rd import gaussian_reference, lower_bounds, rate_distortion
 from fibquant_theory.search.encoders import ClusteredSearch, ExhaustiveSearch, TwoStageSearch
 from fibquant_theory.theory.highrate import (
     gain_decomposition,
@@ -73,7 +73,8 @@ __all__ = [
     "TurboQuantMSE",
     "TurboQuantProd",
     "rate_distortion",
-    "shannon_bound",
+    "gaussian_reference",
+    "lower_bounds",
     "high_rate_mse",
     "gain_decomposition",
     "gain_table",

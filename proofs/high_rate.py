@@ -48,6 +48,24 @@ def check_power_integral_closed_form(
     The quadrature uses the density with exponent :math:`(d-k-2)/2` + ``exponent_shift``
     and constant :math:`c_{d,k}` x ``constant_factor``; ``value`` is the largest relative
     difference over all ``k < d`` pairs.
+
+    Parameters
+    ----------
+    ks : tuple of int
+        Block sizes ``k``.
+    ds : tuple of int
+        Dimensions ``d``.
+    dps : int, default 30
+        Decimal digits of the mpmath arithmetic.
+    exponent_shift : float, default 0.0
+        Perturbation of the density's exponent (see above); 0 checks the claim, any other value must fail.
+    constant_factor : float, default 1.0
+        Factor on the normalising constant :math:`c_{d,k}` (a perturbation); 1 checks the claim.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     worst = 0.0
     with mpmath.workdps(dps):
@@ -81,6 +99,22 @@ def check_scalar_high_rate_limit(
     ``value`` is :math:`\max_d|\mathrm{MSE}/\text{prediction}-1|` at ``b = max_bits``
     (must be below ``tolerance``); the ratio must also move monotonically towards 1 for
     ``b >= 2`` (otherwise ``value`` is ``inf``). ``G`` replaces the interval's 1/12.
+
+    Parameters
+    ----------
+    ds : tuple of int
+        Dimensions ``d``.
+    G : float, default 1/12
+        Normalised second moment of the cell (the scalar cell's); another value must fail.
+    max_bits : int
+        Top rate ``b`` of the comparison.
+    tolerance : float
+        Allowed relative difference at the top rate.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     worst = 0.0
     ratios: dict[int, list[float]] = {}
@@ -105,6 +139,18 @@ def check_gaussian_shape_limit(ks: tuple[int, ...] = (2, 3, 4, 8, 16, 32), *, d:
     For i.i.d. Gaussian coordinates :math:`h_1/h_k = 3^{3/2}/((k+2)/k)^{(k+2)/2}`
     (Lookabaugh & Gray 1989) and the memory term vanishes. ``value``: largest dB
     difference at ``d = 10^7``.
+
+    Parameters
+    ----------
+    ks : tuple of int
+        Block sizes ``k``.
+    d : int
+        Dimension.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     worst = 0.0
     for k in ks:
@@ -133,6 +179,23 @@ def monte_carlo_nsm(name: str, n: int = 200_000, seed: int = 0) -> tuple[float, 
     """Monte Carlo normalised second moment ``(G, standard error)`` of a lattice quantizer.
 
     Points uniform in a period box; :math:`G = E\\|x-Q(x)\\|^2 / (k\\,V^{2/k})`.
+
+    Parameters
+    ----------
+    name : str
+        A lattice of :data:`~fibquant_theory.theory.highrate.LATTICE_SECOND_MOMENTS`
+        (``"Z"``, ``"A2"``, ``"A3*"``, ``"D4"``, ``"E8"``).
+    n : int
+        Monte Carlo samples.
+    seed : int
+        Seed of the samples.
+
+    Returns
+    -------
+    G : float
+        The estimate.
+    se : float
+        Its standard error.
     """
     k, vol, box = _LATTICES[name]
     rng = np.random.default_rng(seed)
@@ -146,6 +209,22 @@ def check_lattice_table(*, n: int = 200_000, seed: int = 0, z_max: float = 5.0, 
 
     ``value`` is the largest ``|MC - table| / SE`` (must be below ``z_max``);
     ``table_scale`` multiplies the table values (to see the check fail).
+
+    Parameters
+    ----------
+    n : int
+        Monte Carlo samples.
+    seed : int
+        Seed of the samples.
+    z_max : float
+        Largest allowed difference, in standard errors.
+    table_scale : float, default 1.0
+        Factor on the tabulated values (a perturbation); 1 checks the table.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     worst = 0.0
     names = {"Z": 1, "A2": 2, "A3*": 3, "D4": 4, "E8": 8}
@@ -159,7 +238,18 @@ def check_lattice_table(*, n: int = 200_000, seed: int = 0, z_max: float = 5.0, 
 
 
 def check_lattice_bounds(*, sphere_bound: Callable[[int], float] = highrate.sphere_bound_G) -> Check:
-    """Every tabulated :math:`G_k` lies between Zador's sphere bound and ``1/12`` (value: number of violations)."""
+    """Every tabulated :math:`G_k` lies between Zador's sphere bound and ``1/12`` (value: number of violations).
+
+    Parameters
+    ----------
+    sphere_bound : callable
+        ``k -> `` lower bound on :math:`G_k` (a perturbation replaces Zador's).
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
+    """
     bad = 0
     for k, rec in highrate.LATTICE_SECOND_MOMENTS.items():
         lo = sphere_bound(k)
@@ -180,6 +270,28 @@ def check_designed_high_rate(
     ``value`` is the gap :math:`|10\log_{10}(\mathrm{MSE}/\text{prediction})|` at the top rate
     (must be below ``tolerance_db``); the gaps must shrink strictly with ``b``
     (otherwise ``value`` is ``inf``). ``G`` replaces the best known lattice :math:`G_k`.
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    k : int
+        Block size.
+    bits : tuple of int
+        Rates ``b`` of the designs.
+    n : int
+        Monte Carlo samples.
+    seed : int
+        Seed of the samples.
+    tolerance_db : float
+        Allowed gap in dB at the top rate.
+    G : float, optional
+        :math:`G_k` of the prediction (default: the best known lattice's; a perturbation changes it).
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     gaps = []
     for b in bits:

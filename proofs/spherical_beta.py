@@ -62,6 +62,11 @@ def derive_sphere_area() -> sp.Expr:
     r"""SymPy derivation of :math:`|S^{k-1}| = 2\pi^{k/2}/\Gamma(k/2)`.
 
     From :math:`\pi^{k/2} = \int_{\mathbb R^k} e^{-\|x\|^2}dx = |S^{k-1}|\int_0^\infty r^{k-1}e^{-r^2}dr`.
+
+    Returns
+    -------
+    sympy.Expr
+        :math:`2\pi^{k/2}/\Gamma(k/2)` in the symbol ``k``.
     """
     radial = sp.integrate(_r ** (k_ - 1) * sp.exp(-(_r**2)), (_r, 0, sp.oo), conds="none")
     return sp.gammasimp(sp.pi ** (k_ / 2) / radial)
@@ -79,6 +84,11 @@ def _claimed_constant(constant_factor: float = 1.0) -> sp.Expr:
 def derive_normalizer(exponent_shift: float = 0.0) -> sp.Expr:
     r"""SymPy derivation of :math:`c_{d,k} = 1/\int_{B^k}(1-\|y\|^2)^{(d-k-2)/2}dy` for symbolic ``d, k``.
 
+    Parameters
+    ----------
+    exponent_shift : float, default 0.0
+        Perturbation of the density's exponent (see above); 0 checks the claim, any other value must fail.
+
     Returns
     -------
     sympy.Expr
@@ -93,6 +103,18 @@ def check_normalizer_symbolic(*, exponent_shift: float = 0.0, constant_factor: f
 
     ``value`` is the simplified integral evaluated at ``(d, k) = (64, 8)``; the check
     passes only if the symbolic difference to 1 simplifies to exactly 0.
+
+    Parameters
+    ----------
+    exponent_shift : float, default 0.0
+        Perturbation of the density's exponent (see above); 0 checks the claim, any other value must fail.
+    constant_factor : float, default 1.0
+        Factor on the normalising constant :math:`c_{d,k}` (a perturbation); 1 checks the claim.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     exponent = (d_ - k_ - 2) / 2 + sp.nsimplify(exponent_shift)
     total = sp.gammasimp(_claimed_constant(constant_factor) * _ball_integral(exponent))
@@ -107,15 +129,56 @@ def check_normalizer_symbolic(*, exponent_shift: float = 0.0, constant_factor: f
     return chk
 
 
+def _unit_integral(d: int, k: int, scale: mpmath.mpf, e: mpmath.mpf) -> mpmath.mpf:
+    r""":math:`\mathrm{scale}\int_0^1 r^{k-1}(1-r^2)^e\,dr` by Gauss–Legendre quadrature in two smooth halves.
+
+    ``r`` in :math:`[0, 1/\sqrt2]` directly, and the part near ``r = 1`` in :math:`v = \sqrt{1-r^2}`
+    (:math:`r^{k-1}(1-r^2)^e dr = (1-v^2)^{k/2-1}v^{2e+1}dv`), which removes the endpoint
+    singularity of ``k = d - 1``. ``scale`` goes inside: mpmath's error control is absolute.
+    16 panels per half resolve the peak of width :math:`\sim d^{-1/2}`.
+    """
+    h = mpmath.mpf(k) / 2 - 1
+    grid = mpmath.linspace(0, mpmath.sqrt(mpmath.mpf(1) / 2), 17)
+    lower = mpmath.quad(lambda r: scale * r ** (k - 1) * (1 - r * r) ** e, grid, method="gauss-legendre")
+    upper = mpmath.quad(lambda v: scale * (1 - v * v) ** h * v ** (2 * e + 1), grid, method="gauss-legendre")
+    return lower + upper
+
+
 def check_normalizer_numeric(
     cases: tuple[tuple[int, int], ...] = NUMERIC_CASES, *, dps: int = 30, exponent_shift: float = 0.0,
-    constant_factor: float = 1.0,
+    constant_factor: float = 1.0, package_tolerance: float = 1e-12,
 ) -> Check:
-    r"""mpmath at ``dps`` digits: :math:`|S^{k-1}|\int_0^1 c_{d,k} r^{k-1}(1-r^2)^{(d-k-2)/2}dr = 1`.
+    r"""mpmath at ``dps`` digits: :math:`|S^{k-1}|\int_0^1 c_{d,k} r^{k-1}(1-r^2)^{(d-k-2)/2}dr = 1`, claim and package.
 
-    ``value`` is the largest :math:`|I-1|` over ``cases``; tolerance :math:`10^{5-\text{dps}}`.
+    Two integrals per ``(d, k)``, by the same quadrature:
+
+    * the *claim*, with :math:`c_{d,k}` and the exponent from the formula in mpmath, must be 1 to
+      :math:`10^{5-\text{dps}}` (otherwise ``value`` is ``nan``);
+    * the *package*, with :attr:`~fibquant_theory.theory.source.SphericalBeta.log_normalizer`
+      (:func:`fibquant_theory.theory.source.log_normalizer`, float64) and
+      :attr:`~fibquant_theory.theory.source.SphericalBeta.exponent`: ``value`` is its largest
+      :math:`|I-1|`, to be within ``package_tolerance``.
+
+    Parameters
+    ----------
+    cases : tuple of (int, int)
+        Pairs ``(d, k)``.
+    dps : int, default 30
+        Decimal digits of the mpmath arithmetic.
+    exponent_shift : float, default 0.0
+        Perturbation of the claimed density's exponent (see above); 0 checks the claim, any other value must fail.
+    constant_factor : float, default 1.0
+        Factor on the claimed normalising constant :math:`c_{d,k}` (a perturbation); 1 checks the claim.
+    package_tolerance : float, default 1e-12
+        Largest allowed :math:`|I-1|` of the package's density (observed :math:`1.4\times10^{-13}`:
+        the rounding of the float64 ``lgamma`` values in :math:`\log c_{d,k}`, ``d <= 256``).
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
-    worst = 0.0
+    worst_claim = worst_package = 0.0
     with mpmath.workdps(dps):
         for d, k in cases:
             c = mpmath.mpf(constant_factor) * mpmath.gamma(mpmath.mpf(d) / 2) / (
@@ -123,20 +186,19 @@ def check_normalizer_numeric(
             )
             area = 2 * mpmath.pi ** (mpmath.mpf(k) / 2) / mpmath.gamma(mpmath.mpf(k) / 2)
             e = mpmath.mpf(d - k - 2) / 2 + mpmath.mpf(exponent_shift)
-            h = mpmath.mpf(k) / 2 - 1
-            # Two smooth halves: r in [0, 1/sqrt 2] directly, and the part near r = 1 in v = sqrt(1 - r^2)
-            # (r^(k-1) (1-r^2)^e dr = (1-v^2)^(k/2-1) v^(d-k-1) dv), which removes the endpoint singularity
-            # of k = d - 1. The constant goes inside: mpmath's error control is absolute. 16 panels per half
-            # resolve the peak of width ~ d^(-1/2).
-            scale = area * c
-            grid = mpmath.linspace(0, mpmath.sqrt(mpmath.mpf(1) / 2), 17)
-            lower = mpmath.quad(lambda r: scale * r ** (k - 1) * (1 - r * r) ** e, grid, method="gauss-legendre")
-            upper = mpmath.quad(lambda v: scale * (1 - v * v) ** h * v ** (2 * e + 1), grid, method="gauss-legendre")
-            val = lower + upper
-            worst = max(worst, float(abs(val - 1)))
+            claim = _unit_integral(d, k, area * c, e)
+            worst_claim = max(worst_claim, float(abs(claim - 1)))
+            src = SphericalBeta(d, k)
+            c_pkg = mpmath.e ** mpmath.mpf(src.log_normalizer)
+            e_pkg = mpmath.mpf(src.exponent)
+            # the same integrand up to the constant when the exponents agree: no second quadrature
+            package = claim * c_pkg / c if e_pkg == e else _unit_integral(d, k, area * c_pkg, e_pkg)
+            worst_package = max(worst_package, float(abs(package - 1)))
+    value = worst_package if worst_claim <= 10.0 ** (5 - dps) else math.nan
     return make_check(
-        f"spherical_beta.normalizer_numeric[dps={dps}]", worst, 0.0, 10.0 ** (5 - dps), "==",
-        f"max |int f_dk - 1| over {len(cases)} (d, k) pairs with d <= {max(d for d, _ in cases)}",
+        f"spherical_beta.normalizer_numeric[dps={dps}]", value, 0.0, package_tolerance, "==",
+        f"max |int f_dk - 1| over {len(cases)} (d, k) pairs with d <= {max(d for d, _ in cases)}: "
+        f"package {worst_package:.1e} (SphericalBeta.log_normalizer, float64), formula {worst_claim:.1e}",
     )
 
 
@@ -144,7 +206,26 @@ def check_package_density(
     cases: tuple[tuple[int, int], ...] = ((16, 2), (64, 8), (128, 4), (256, 32)), *, n_points: int = 200,
     seed: int = 0, exponent_shift: float = 0.0, constant_factor: float = 1.0,
 ) -> Check:
-    """``SphericalBeta(d, k).logpdf`` agrees with the 30-digit mpmath formula (max relative density error)."""
+    """``SphericalBeta(d, k).logpdf`` agrees with the 30-digit mpmath formula (max relative density error).
+
+    Parameters
+    ----------
+    cases : tuple of (int, int)
+        Pairs ``(d, k)``.
+    n_points : int
+        Random points per case.
+    seed : int
+        Seed of the samples.
+    exponent_shift : float, default 0.0
+        Perturbation of the density's exponent (see above); 0 checks the claim, any other value must fail.
+    constant_factor : float, default 1.0
+        Factor on the normalising constant :math:`c_{d,k}` (a perturbation); 1 checks the claim.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
+    """
     rng = np.random.default_rng(seed)
     worst = 0.0
     with mpmath.workdps(30):
@@ -172,6 +253,16 @@ def check_radius_law_symbolic(*, exponent_shift: float = 0.0) -> Check:
 
     Polar coordinates: :math:`p(s) = c_{d,k}\,|S^{k-1}|\,\tfrac12 s^{k/2-1}(1-s)^{(d-k-2)/2}`;
     the ratio to :math:`s^{k/2-1}(1-s)^{(d-k)/2-1}/B(k/2,(d-k)/2)` must simplify to 1.
+
+    Parameters
+    ----------
+    exponent_shift : float, default 0.0
+        Perturbation of the density's exponent (see above); 0 checks the claim, any other value must fail.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     exponent = (d_ - k_ - 2) / 2 + sp.nsimplify(exponent_shift)
     implied = _claimed_constant() * derive_sphere_area() / 2 * _s ** (k_ / 2 - 1) * (1 - _s) ** exponent
@@ -198,6 +289,16 @@ def check_moments_symbolic(*, exponent_shift: float = 0.0) -> list[Check]:
       :math:`E\|g\|^4 = d(d+2)`), from :math:`f_{d,1}`.
 
     Renormalising makes the checks sensitive to the *exponent* alone.
+
+    Parameters
+    ----------
+    exponent_shift : float, default 0.0
+        Perturbation of the density's exponent (see above); 0 checks the claim, any other value must fail.
+
+    Returns
+    -------
+    list of Check
+        One outcome per claim (see above).
     """
     e = (d_ - k_ - 2) / 2 + sp.nsimplify(exponent_shift)
     beta = _beta_integral()
@@ -238,6 +339,18 @@ def check_gaussian_limit_symbolic(*, constant_factor: float = 1.0, scale_power: 
     :math:`\Gamma(m)/(\Gamma(m-k/2)m^{k/2})\to1`, so that
     :math:`c_{d,k}d^{-k/2} = [\Gamma(m)/(\Gamma(m-k/2)m^{k/2})](2\pi)^{-k/2}\to(2\pi)^{-k/2}`.
     ``scale_power`` replaces the :math:`\sqrt d` scaling (to see the check fail).
+
+    Parameters
+    ----------
+    constant_factor : float, default 1.0
+        Factor on the normalising constant :math:`c_{d,k}` (a perturbation); 1 checks the claim.
+    scale_power : float, default 0.5
+        Power of ``d`` in the scaling of the coordinates (a perturbation); 0.5 checks the claim.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     t, m = sp.symbols("t m", positive=True)
     w = sp.nsimplify(scale_power)
@@ -265,6 +378,18 @@ def check_gaussian_limit_rate(dims: tuple[int, ...] = (16, 64, 256, 1024), *, co
     ``value`` is :math:`\max_d d\,\mathrm{TV}_d / (d_0\mathrm{TV}_{d_0})` (expected near 1,
     allowed up to 1.5) after checking that TV decreases strictly; a wrong constant makes TV
     converge to a non-zero limit and the ratio blow up.
+
+    Parameters
+    ----------
+    dims : tuple of int
+        Dimensions ``d``.
+    constant_factor : float, default 1.0
+        Factor on the normalising constant :math:`c_{d,k}` (a perturbation); 1 checks the claim.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     tvs = []
     for d in dims:
@@ -293,6 +418,26 @@ def check_radius_ks(
     The samples come from the *definition* (``rvs(method="gaussian")``), independent of the
     density formula. ``exponent_shift`` adds to the second Beta parameter (i.e. to the
     density exponent); passes when the p-value is at least ``alpha``.
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    k : int
+        Block size.
+    n : int
+        Monte Carlo samples.
+    seed : int
+        Seed of the samples.
+    alpha : float
+        Significance level: the check fails when the p-value is below it.
+    exponent_shift : float, default 0.0
+        Perturbation of the density's exponent (see above); 0 checks the claim, any other value must fail.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     y = SphericalBeta(d, k).rvs(n, seed=seed, method="gaussian")
     law = stats.beta(k / 2.0, (d - k) / 2.0 + exponent_shift)
@@ -312,6 +457,28 @@ def check_joint_chi2(
     Radius edges are quantiles of the claimed radius law, angles are uniform sectors;
     under the claim every one of the ``radial_bins * angular_bins`` cells has
     probability ``1/(radial_bins*angular_bins)`` (radius and direction independent).
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    n : int
+        Monte Carlo samples.
+    seed : int
+        Seed of the samples.
+    radial_bins : int
+        Radius cells.
+    angular_bins : int
+        Angle cells.
+    alpha : float
+        Significance level: the check fails when the p-value is below it.
+    exponent_shift : float, default 0.0
+        Perturbation of the density's exponent (see above); 0 checks the claim, any other value must fail.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     y = SphericalBeta(d, 2).rvs(n, seed=seed, method="gaussian")
     law = stats.beta(1.0, (d - 2) / 2.0 + exponent_shift)

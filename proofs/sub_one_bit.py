@@ -51,6 +51,18 @@ def time_sharing_scalar_mse(d: int, rate_bits: float) -> float:
     :math:`D = (1-b)\cdot 1 + b\,D_{\text{LM}}(d, 1)` (a zeroed coordinate costs
     :math:`E u_i^2 = 1/d`, ``d`` of them cost 1); this is the lower convex envelope of the
     scalar points ``(0, 1)`` and ``(1, D_LM(1))``.
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    rate_bits : float
+        Rate ``b`` in ``[0, 1]``.
+
+    Returns
+    -------
+    float
+        :math:`E\|u-\hat u\|^2` of a unit vector.
     """
     b = float(rate_bits)
     if not 0.0 <= b <= 1.0:
@@ -66,6 +78,20 @@ def check_entropy_closed_form(
 
     ``constant_factor`` rescales the density used in the quadrature (it then no longer
     integrates to one, and the check fails).
+
+    Parameters
+    ----------
+    cases : tuple of (int, int)
+        Pairs ``(d, k)``.
+    dps : int, default 30
+        Decimal digits of the mpmath arithmetic.
+    constant_factor : float, default 1.0
+        Factor on the normalising constant :math:`c_{d,k}` (a perturbation); 1 checks the claim.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     worst = 0.0
     with mpmath.workdps(dps):
@@ -99,6 +125,22 @@ def check_cap_supporting_line(
     (from :math:`dF/dp = \tau` for :math:`F = \int_\tau^1 t f`). ``value`` is the smallest
     :math:`(\varphi-\ell)/\max(p,p_0)` over a grid of ``p`` (log-spaced to :math:`p_0^2`, then linear);
     ``slope_factor`` tilts the claimed tangent (to see the check fail).
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    rates : tuple of float
+        Rates ``b`` at which the tangent is taken.
+    n_grid : int
+        Grid points of ``p``.
+    slope_factor : float, default 1.0
+        Factor on the tangent's slope (a perturbation); 1 checks the claim.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     worst = math.inf
     h = (d - 1) / 2.0
@@ -127,6 +169,18 @@ def check_bounds_below_scalar(ds: tuple[int, ...] = (16, 64, 256), *, bound_scal
 
     The SLB is checked for ``k = 1`` and for every ``k`` in ``(2, 4, 8)`` with ``k < d``
     (the scalar code is a ``k``-block code too). ``bound_scale`` inflates the bounds.
+
+    Parameters
+    ----------
+    ds : tuple of int
+        Dimensions ``d``.
+    bound_scale : float, default 1.0
+        Factor on the bounds (a perturbation); 1 checks the claim.
+
+    Returns
+    -------
+    Check
+        The outcome: ``passed``, ``value``, ``expected``, ``tolerance`` (see above).
     """
     worst = 0.0
     for d in ds:
@@ -152,6 +206,24 @@ def check_sub_one_bit(
     ``>= 1`` within ``z`` SE; otherwise a "bound" would be violated) and ``vs_scalar`` =
     gain in dB over :func:`time_sharing_scalar_mse` (must exceed ``z`` SE). ``bound_scale``
     inflates the lower bounds (to see the first record fail).
+
+    Parameters
+    ----------
+    configs : tuple of (int, int, int)
+        Triples ``(d, k, N)``.
+    n : int
+        Monte Carlo samples.
+    seed : int
+        Seed of the samples.
+    z : float
+        Allowed shortfall, in standard errors.
+    bound_scale : float, default 1.0
+        Factor on the bounds (a perturbation); 1 checks the claim.
+
+    Returns
+    -------
+    list of Check
+        One outcome per claim (see above).
     """
     out = []
     for d, k, n_code in configs:

@@ -6,17 +6,24 @@ Run by the MkDocs hook (``docs/hooks/fibquant_docs.py``) before every build, or 
 
 Everything is written under ``--out`` (git-ignored ``docs/generated/`` by default):
 
-``figures/rd_scalar.png``, ``figures/rd_scalar.csv``
-    ``fibquant demo --samples N --scalar-only --out figures`` (the TurboQuant part of
+``figures/rd_scalar.png``, ``figures/rd_scalar.csv``, ``figures/rd_fibquant.csv``, ``figures/rd_vs_fibquant.png``
+    ``fibquant demo --samples N --no-kv --out figures`` (the rate–distortion parts of
     the main job, on fewer samples).
 ``figures/fig2_codebooks_k2.png``, ``figures/fig3_mse_vs_rate.png``
     ``fibquant figures --quick --out figures``, only when that subcommand exists.
-``rd_scalar_table.md``
-    The demo's rate–distortion rows as a Markdown table.
-``encoder_table.md``
+``rd_scalar_table.md``, ``rd_matched_table.md``
+    The demo's TurboQuant rate–distortion rows, and FibQuant against TurboQuant-mse at
+    the same rates, as Markdown tables.
+``encoder_table.md``, ``encoder_summary.md``
     ``python -m fibquant_theory.experiments.encoder_table --codewords 256 4096 --codebook initial``: distortion
     penalty and speed-up of the fast encoders against the exhaustive search, measured
-    in the same run.
+    in the same run, as a Markdown table and as the sentence quoted by the
+    *Choosing a codec* page.
+``gpu_results.md``
+    The committed GPU measurements (``docs/results/gpu/*.json``) for the GPU page;
+    empty when there are none.
+``changelog.md``
+    ``git log`` grouped by issue (:func:`docs_tables.changelog_markdown`).
 ``methods_table.md``
     ``fibquant methods --json`` as a Markdown table: every codec of the registry.
 ``machine.md``
@@ -47,6 +54,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["generate", "kv_results_markdown", "machine_info", "rd_markdown_table", "has_subcommand", "has_option", "main"]
 
@@ -57,7 +65,7 @@ PAPER_FIGURES: dict[str, str] = {
     "fig2_codebooks_k2.png": "FibQuant k = 2 codebooks and their Voronoi cells over the density f_{d,2}, "
     "before (open) and after (solid) Lloyd–Max refinement (paper Figure 2, quick settings).",
     "fig3_mse_vs_rate.png": "Held-out MSE per coordinate against the rate b = log2(N)/k: FibQuant for several "
-    "block sizes k against scalar TurboQuant and the Shannon bound (paper Figure 3, quick settings).",
+    "block sizes k against scalar TurboQuant and the reference curves of the legend (paper Figure 3, quick settings).",
 }
 
 
@@ -122,6 +130,29 @@ def _git_commit() -> str:
     return proc.stdout.strip() + dirty if proc.returncode == 0 else "unknown"
 
 
+def _tables() -> Any:
+    """``docs/hooks/docs_tables.py`` (the hooks folder is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fibquant_docs_tables", Path(__file__).with_name("docs_tables.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _git_log() -> str:
+    """``git log`` of the repository, one ``hash<TAB>date<TAB>subject`` line per commit ("" without git)."""
+    try:
+        proc = subprocess.run(
+            ["git", "log", "--format=%h%x09%ad%x09%s", "--date=short"],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout if proc.returncode == 0 else ""
+
+
 def machine_info() -> dict[str, str]:
     """Machine, software versions, commit and UTC date of this run.
 
@@ -171,7 +202,7 @@ def rd_markdown_table(csv_path: str | Path) -> str:
     Returns
     -------
     str
-        A Markdown table: method, d, rate, MSE ± 2 standard errors, Shannon bound,
+        A Markdown table: method, d, rate, MSE ± 2 standard errors, the reference 2^(−2b),
         gap in dB, inner-product MSE, inner-product bias ± 2 standard errors.
 
     Raises
@@ -183,7 +214,7 @@ def rd_markdown_table(csv_path: str | Path) -> str:
         rows = list(csv.DictReader(fh))
     if not rows:
         raise ValueError(f"{csv_path}: no rows")
-    need = {"method", "d", "rate_bits", "mse", "mse_se", "shannon_bound", "gap_db", "ip_mse", "ip_bias", "ip_bias_se"}
+    need = {"method", "d", "rate_bits", "mse", "mse_se", "gaussian_ref", "gap_db", "ip_mse", "ip_bias", "ip_bias_se"}
     missing = need - set(rows[0])
     if missing:
         raise ValueError(f"{csv_path}: missing columns {sorted(missing)}")
@@ -196,7 +227,7 @@ def rd_markdown_table(csv_path: str | Path) -> str:
         bias_2se = _fmt(str(2 * float(r["ip_bias_se"])), 2)
         lines.append(
             f"| {r['method']} | {r['d']} | {float(r['rate_bits']):g} | {_fmt(r['mse'])} ± {mse_2se} "
-            f"| {_fmt(r['shannon_bound'])} | {float(r['gap_db']):.2f} | {_fmt(r['ip_mse'], 3)} "
+            f"| {_fmt(r['gaussian_ref'])} | {float(r['gap_db']):.2f} | {_fmt(r['ip_mse'], 3)} "
             f"| {_fmt(r['ip_bias'], 2)} ± {bias_2se} |"
         )
     return "\n".join(lines) + "\n"
@@ -209,7 +240,9 @@ def methods_markdown_table(methods: Sequence[dict[str, str]]) -> str:
     lines = ["| method | rate | KV cache | options | what it is |", "| --- | --- | --- | --- | --- |"]
     for m in methods:
         options = ", ".join(f"`{o}`" for o in m["options"].split(", ") if o)
-        lines.append(f"| `{m['method']}` | {m['rate']} | {m['kv']} | {options} | {m['description']} |")
+        cells = [str(m["rate"]), str(m["kv"]), options, str(m["description"])]
+        cells = [c.replace("|", "\\|") for c in cells]  # a `|` in a cell would split it (e.g. "max |x_i|")
+        lines.append(f"| `{m['method']}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -365,15 +398,20 @@ def generate(out: str | Path, samples: int = 20_000, seed: int = 0, verbose: boo
     figures.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
 
+    tables = _tables()
     cmd = ["demo", "--samples", str(int(samples)), "--seed", str(int(seed))]
-    # Only the TurboQuant rate-distortion part: the FibQuant part designs codebooks and the
-    # real-model part needs the `kv` extra, both minutes (see the Benchmarks page).
-    if has_option("demo", "--scalar-only"):
-        cmd.append("--scalar-only")
+    # The rate-distortion parts (TurboQuant, and FibQuant at the same rates: its codebooks
+    # are designed once, about a minute on a cold cache, then read from the cache); the
+    # real-model part needs the `kv` extra and takes minutes (see the Benchmarks page).
+    if has_option("demo", "--no-kv"):
+        cmd.append("--no-kv")
     t0 = time.perf_counter()
     _fibquant([*cmd, "--out", str(figures), "--no-progress"])
     seconds[f"fibquant {' '.join(cmd)}"] = time.perf_counter() - t0
     (out / "rd_scalar_table.md").write_text(rd_markdown_table(figures / "rd_scalar.csv"))
+    (out / "rd_matched_table.md").write_text(
+        tables.matched_rate_markdown(figures / "rd_scalar.csv", figures / "rd_fibquant.csv")
+    )
 
     args = ["--codewords", "256", "4096", "--codebook", "initial"]
     command = ["-m", "fibquant_theory.experiments.encoder_table", *args]
@@ -382,7 +420,19 @@ def generate(out: str | Path, samples: int = 20_000, seed: int = 0, verbose: boo
     if proc.returncode != 0:
         raise RuntimeError(f"python {' '.join(command)} failed with status {proc.returncode}:\n{proc.stderr[-2000:]}")
     seconds["python " + " ".join(command)] = time.perf_counter() - t0
-    (out / "encoder_table.md").write_text(f"`python {' '.join(command)}` printed:\n\n```\n{proc.stdout.strip()}\n```\n")
+    printed = proc.stdout.strip()
+    rows = tables.parse_text_table(printed)
+    (out / "encoder_table.md").write_text(
+        f"`python {' '.join(command)}` measured ({printed.splitlines()[0]}):\n\n{tables.encoder_markdown(rows)}"
+    )
+    summary = tables.encoder_summary(rows)
+    (out / "encoder_summary.md").write_text(
+        f"On the multi-shell initial codebooks of N = {summary['sizes']} codewords (d = 128, k = 8), "
+        f"the two-stage search with one probed shell has a **{summary['two_stage_penalty']} % higher "
+        f"distortion** than the exhaustive search, for a {summary['two_stage_speedup']}× speed-up; the "
+        f"clustered search with T = {summary['clustered_top']} costs {summary['clustered_penalty']} % for "
+        f"{summary['clustered_speedup']}×.\n"
+    )
 
     t0 = time.perf_counter()
     (out / "methods_table.md").write_text(methods_markdown_table(json.loads(_fibquant(["methods", "--json"]))))
@@ -397,6 +447,8 @@ def generate(out: str | Path, samples: int = 20_000, seed: int = 0, verbose: boo
     (out / "paper_figures.md").write_text(_paper_figures_markdown(figures, with_figures))
     for name, text in kv_results_markdown().items():
         (out / name).write_text(text)
+    (out / "gpu_results.md").write_text(tables.gpu_results_markdown(ROOT / "docs" / "results" / "gpu"))
+    (out / "changelog.md").write_text(tables.changelog_markdown(_git_log()))
     (out / "machine.md").write_text(_machine_markdown(machine_info(), seconds))
     if verbose:
         for k, v in seconds.items():

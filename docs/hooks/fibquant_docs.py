@@ -22,9 +22,10 @@ from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 
-__all__ = ["on_config", "on_pre_build", "on_files", "api_page_path", "mathjax_root"]
+__all__ = ["on_config", "on_pre_build", "on_files", "api_page_path", "mathjax_root", "IFRAME_WORKER_SHIM"]
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "docs" / "generated"
@@ -67,8 +68,19 @@ def _api_modules(config: MkDocsConfig) -> list[str]:
     return modules
 
 
+#: The iframe-worker shim served from the site, in place of the CDN copy that Material's offline plugin adds.
+IFRAME_WORKER_SHIM = "javascripts/iframe-worker-shim.js"
+
+
+@event_priority(-100)  # after the plugins' own on_config (the offline plugin's adds the shim)
 def on_config(config: MkDocsConfig, **kwargs: Any) -> MkDocsConfig:
-    """Append the "API reference" section (one entry per module) to the navigation."""
+    """Append the "API reference" section (one entry per module) to the navigation.
+
+    Also replaces the offline plugin's CDN address of the iframe-worker shim by
+    :data:`IFRAME_WORKER_SHIM` (the site must load nothing from the network).
+    """
+    polyfills = config.extra.get("polyfills") or []
+    config.extra["polyfills"] = [IFRAME_WORKER_SHIM if "iframe-worker" in str(p) else p for p in polyfills]
     modules = _api_modules(config)
     if modules and config.nav is not None:
         # One menu group per subpackage ("codebooks" > "overview", "design", ...); pages keep the full name.
@@ -87,6 +99,34 @@ def on_config(config: MkDocsConfig, **kwargs: Any) -> MkDocsConfig:
         config.nav = [item for item in config.nav if not (isinstance(item, dict) and "API reference" in item)]
         config.nav.append({"API reference": section})
     return config
+
+
+def _load_hook_module(name: str) -> Any:
+    """Import ``docs/hooks/<name>.py`` (the hooks folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"fibquant_docs_{name}", ROOT / "docs" / "hooks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _griffe_package(config: MkDocsConfig, modules: list[str]) -> Any:
+    """``fibquant_theory`` loaded by griffe with the python handler's extensions (static: nothing is imported)."""
+    import griffe
+
+    try:
+        handler = config.plugins["mkdocstrings"].config["handlers"]["python"]
+        extensions = handler.get("options", {}).get("extensions", [])
+    except (KeyError, AttributeError):
+        extensions = []
+    top = modules[0].split(".")[0] if modules else "fibquant_theory"
+    return griffe.load(
+        top,
+        search_paths=[str(ROOT)],
+        extensions=griffe.load_extensions(*[str(ROOT / e) if isinstance(e, str) else e for e in extensions]),
+        docstring_parser="numpy",
+        resolve_aliases=False,
+    )
 
 
 def on_pre_build(config: MkDocsConfig, **kwargs: Any) -> None:
@@ -110,9 +150,15 @@ def on_pre_build(config: MkDocsConfig, **kwargs: Any) -> None:
 
 def on_files(files: Files, config: MkDocsConfig, **kwargs: Any) -> Files:
     """Add the generated API pages and the MathJax assets to the build."""
-    for module in _api_modules(config):
-        content = f"::: {module}\n"
+    modules = _api_modules(config)
+    pages = _load_hook_module("api_pages")
+    loaded = _griffe_package(config, modules)
+    for module in modules:
+        content = pages.module_page(module, modules, loaded)
+        if module == "fibquant_theory.cli.main":
+            from fibquant_theory.cli.main import build_parser
 
+            content += "\n" + pages.cli_subcommands_markdown(build_parser())
         files.append(File.generated(config, api_page_path(module), content=content))
     root = mathjax_root()
     for part in _MATHJAX_PARTS:

@@ -4,7 +4,8 @@ The docstrings are written for numpydoc/Sphinx; mkdocstrings renders Markdown. B
 parsing, every docstring is rewritten:
 
 * ``:math:`x``` becomes ``\(x\)`` (typeset by MathJax through ``pymdownx.arithmatex``);
-* a ``.. math::`` directive with its indented body becomes a ``$$ … $$`` block;
+* a ``.. math::`` directive with its indented body (or with the expression on its own
+  line, ``.. math:: x``) becomes a ``$$ … $$`` block;
 * the cross-reference roles ``:func:``, ``:class:``, ``:meth:``, ``:mod:``, ``:attr:``,
   ``:data:``, ``:obj:``, ``:exc:``, ``:const:`` become inline code (``~a.b.c`` shows
   ``c``, ``text <target>`` shows ``text``).
@@ -23,7 +24,7 @@ __all__ = ["RstToMarkdown", "rst_to_markdown"]
 
 _MATH_ROLE = re.compile(r":math:`([^`]+)`")
 _XREF_ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|obj|exc|const):`([^`]+)`")
-_MATH_DIRECTIVE = re.compile(r"^(\s*)\.\. math::\s*$")
+_MATH_DIRECTIVE = re.compile(r"^(\s*)\.\. math::[ \t]*(.*?)\s*$")
 
 
 def _xref(match: re.Match[str]) -> str:
@@ -49,7 +50,8 @@ def _math_blocks(text: str) -> str:
             i += 1
             continue
         indent = m.group(1)
-        body: list[str] = []
+        # ``.. math:: expr`` (the expression on the directive's line) or an indented body below it.
+        body: list[str] = [indent + "    " + m.group(2)] if m.group(2) else []
         i += 1
         while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > len(indent)):
             body.append(lines[i])

@@ -1,8 +1,8 @@
 """The ``fibquant`` command line.
 
-Subcommands: ``rd`` (one rate–distortion point), ``codebook`` (design one FibQuant
-codebook), ``figures`` (the codebook figures), ``demo`` (the main job), ``verify``
-(the proof checks; exit status 1 when one fails).
+``fibquant --help`` lists the subcommands and ``fibquant SUBCOMMAND --help`` their
+options (the API reference prints all of them, from :func:`build_parser`). ``verify``
+exits with status 1 when a check fails.
 Errors in the arguments, and files that cannot be written, exit with status 2
 and a one-line message; ``--out`` is checked before any work starts.
 """
@@ -198,7 +198,13 @@ def _cmd_methods(args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``fibquant`` command."""
+    """The argument parser of the ``fibquant`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser, with every subcommand.
+    """
     parser = argparse.ArgumentParser(prog="fibquant", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -259,7 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fibquant`` console script; returns the exit status."""
+    """Entry point of the ``fibquant`` console script; returns the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 1 when ``verify`` finds a failing check, 2 on an error in the arguments or the outputs.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

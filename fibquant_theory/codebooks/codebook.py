@@ -370,7 +370,18 @@ class Codebook:
         return idx, self.points[idx]
 
     def decode(self, indices: np.ndarray) -> np.ndarray:
-        """Codewords for integer ``indices`` of any shape; returns shape ``indices.shape + (k,)``."""
+        """Codewords for integer ``indices`` of any shape; returns shape ``indices.shape + (k,)``.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray
+            Codeword indices in ``[0, N)``, any shape.
+
+        Returns
+        -------
+        numpy.ndarray
+            The codewords, shape ``indices.shape + (k,)``.
+        """
         idx = np.asarray(indices)
         if not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"indices must be integers, got dtype {idx.dtype}")
@@ -379,7 +390,14 @@ class Codebook:
         return self.points[idx]
 
     def summary(self) -> dict[str, Any]:
-        """Scalar facts of the codebook as a JSON-serialisable dict (``n_shells``, ``directions``: ``None`` without shells)."""
+        """Scalar facts of the codebook as a JSON-serialisable dict (``n_shells``, ``directions``: ``None`` without shells).
+
+        Returns
+        -------
+        dict of str to Any
+            Family, ``d``, ``k``, ``n_codewords``, seed, rate, shells and directions, training and held-out
+            distortions, design time and content hash.
+        """
         shelled = (self.structure is not None and self.structure.has_shells)
         return {
             "family": self.family,

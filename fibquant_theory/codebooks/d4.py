@@ -53,6 +53,18 @@ class D4Structure(ProductStructure):
 
     @classmethod
     def direction_table(cls, lattice_shells: int) -> np.ndarray:
+        """The unit minimal vectors of D4 (variant 2: also the second shell's), in decoder order.
+
+        Parameters
+        ----------
+        lattice_shells : int
+            The variant: how many shells of the lattice give the directions (one of :attr:`variants`).
+
+        Returns
+        -------
+        numpy.ndarray
+            Unit vectors, shape ``(M, k)``, in decoder order.
+        """
         roots = root_directions(4)
         if lattice_shells == 1:
             return roots
@@ -60,6 +72,22 @@ class D4Structure(ProductStructure):
 
     @classmethod
     def decode_directions(cls, y: np.ndarray, lattice_shells: int) -> tuple[np.ndarray, np.ndarray]:
+        """The D4 direction nearest in angle to each block (closed-form decoder), and its inner product.
+
+        Parameters
+        ----------
+        y : numpy.ndarray
+            Blocks, shape ``(n, k)``.
+        lattice_shells : int
+            The variant: how many shells of the lattice give the directions (one of :attr:`variants`).
+
+        Returns
+        -------
+        index : numpy.ndarray
+            Row of :meth:`direction_table` maximising the inner product with each block, shape ``(n,)``.
+        value : numpy.ndarray
+            That maximum, shape ``(n,)``.
+        """
         m, t = decode_roots(y)
         if lattice_shells == 1:
             return m, t

@@ -36,7 +36,7 @@ coordinates, comparable with :attr:`ScalarQuantizer.mse
 
 Every step is seeded and uses only machine-independent arithmetic (samples from
 :func:`~fibquant_theory.theory.source.standard_normal` and
-:func:`~fibquant_theory.numerics.portable_math.beta_from_bits`, radii and directions from
+:func:`~fibquant_theory.numerics.portable_random.beta_from_bits`, radii and directions from
 :mod:`~fibquant_theory.numerics.portable_math`, products from
 :mod:`~fibquant_theory.numerics.fixed_order`, Lloyd kernels without fastmath), so the same
 arguments give a bit-identical codebook, with the same content hash, on every
@@ -90,7 +90,13 @@ _FACTOR_SAMPLES = 20_000
 
 # -------------------------------------------------------------------- cache
 def cache_dir() -> Path:
-    """The codebook cache folder: ``$FIBQUANT_CACHE_DIR`` or ``~/.cache/fibquant``."""
+    """The codebook cache folder: ``$FIBQUANT_CACHE_DIR`` or ``~/.cache/fibquant``.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (not created here).
+    """
     env = os.environ.get("FIBQUANT_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "fibquant"
 
@@ -108,6 +114,26 @@ def cache_path(
     that change the result (defaults filled in when omitted); for a structured
     family ``lattice_shells`` too. The shells family's file names are those of the
     design before families.
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    k : int
+        Block size.
+    n_codewords : int
+        Codebook size ``N``.
+    seed : int, default 0
+        Design seed.
+    family : str, default "shells"
+        Codebook family (:mod:`fibquant_theory.codebooks.families`).
+    **design_options
+        Keyword arguments of :func:`design_codebook` (and ``lattice_shells``).
+
+    Returns
+    -------
+    pathlib.Path
+        The ``.npz`` file under :func:`cache_dir`.
     """
     if family == "shells":
         return _cache_file(family, d, k, n_codewords, seed, _design_options(**design_options))

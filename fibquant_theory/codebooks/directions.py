@@ -248,6 +248,18 @@ def resolve_direction_method(k: int, method: str = "auto") -> str:
     """The direction family used for block size ``k`` (``"auto"``: sign / circle / sphere / Kronecker).
 
     Raises ``ValueError`` for an unknown method or one that does not exist for ``k``.
+
+    Parameters
+    ----------
+    k : int
+        Block size.
+    method : str, default "auto"
+        A direction family, or ``"auto"``.
+
+    Returns
+    -------
+    str
+        The family's name.
     """
     k = _count(k, "k")
     if method not in DIRECTION_METHODS:

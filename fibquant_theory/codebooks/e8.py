@@ -49,10 +49,38 @@ class E8Structure(ProductStructure):
 
     @classmethod
     def direction_table(cls, lattice_shells: int) -> np.ndarray:
+        """The unit minimal vectors of the lattice E8, in decoder order.
+
+        Parameters
+        ----------
+        lattice_shells : int
+            The variant: how many shells of the lattice give the directions (one of :attr:`variants`).
+
+        Returns
+        -------
+        numpy.ndarray
+            Unit vectors, shape ``(M, k)``, in decoder order.
+        """
         return np.concatenate([root_directions(8), sign_directions(8, even=True)])
 
     @classmethod
     def decode_directions(cls, y: np.ndarray, lattice_shells: int) -> tuple[np.ndarray, np.ndarray]:
+        """The E8 minimal direction nearest in angle to each block (closed-form decoder), and its inner product.
+
+        Parameters
+        ----------
+        y : numpy.ndarray
+            Blocks, shape ``(n, k)``.
+        lattice_shells : int
+            The variant: how many shells of the lattice give the directions (one of :attr:`variants`).
+
+        Returns
+        -------
+        index : numpy.ndarray
+            Row of :meth:`direction_table` maximising the inner product with each block, shape ``(n,)``.
+        value : numpy.ndarray
+            That maximum, shape ``(n,)``.
+        """
         mr, tr = decode_roots(y)
         ms, ts = decode_signs(y, even=True)
         signs = ts > tr  # a tie goes to the integer vector (the earlier rows)

@@ -28,7 +28,18 @@ FAMILIES: dict[str, type[CodebookStructure]] = {
 
 
 def family_structure(family: object) -> type[CodebookStructure]:
-    """The structure class of ``family``; ``ValueError`` listing the registry for an unknown name."""
+    """The structure class of ``family``; ``ValueError`` listing the registry for an unknown name.
+
+    Parameters
+    ----------
+    family : str
+        A family name (``"shells"``, ``"d4"``, ``"e8"``, ``"hurwitz"``).
+
+    Returns
+    -------
+    type
+        Its :class:`~fibquant_theory.codebooks.structure.CodebookStructure` subclass.
+    """
     if not isinstance(family, str) or family not in FAMILIES:
         raise ValueError(f"unknown codebook family {family!r}; registered families: {sorted(FAMILIES)}")
     return FAMILIES[family]

@@ -49,10 +49,38 @@ class HurwitzStructure(ProductStructure):
 
     @classmethod
     def direction_table(cls, lattice_shells: int) -> np.ndarray:
+        """The 24 Hurwitz unit quaternions (variant 1).
+
+        Parameters
+        ----------
+        lattice_shells : int
+            The variant: how many shells of the lattice give the directions (one of :attr:`variants`).
+
+        Returns
+        -------
+        numpy.ndarray
+            Unit vectors, shape ``(M, k)``, in decoder order.
+        """
         return np.concatenate([axis_directions(4), sign_directions(4)])
 
     @classmethod
     def decode_directions(cls, y: np.ndarray, lattice_shells: int) -> tuple[np.ndarray, np.ndarray]:
+        """The Hurwitz unit quaternion nearest in angle to each block, and its inner product.
+
+        Parameters
+        ----------
+        y : numpy.ndarray
+            Blocks, shape ``(n, k)``.
+        lattice_shells : int
+            The variant: how many shells of the lattice give the directions (one of :attr:`variants`).
+
+        Returns
+        -------
+        index : numpy.ndarray
+            Row of :meth:`direction_table` maximising the inner product with each block, shape ``(n,)``.
+        value : numpy.ndarray
+            That maximum, shape ``(n,)``.
+        """
         ma, ta = decode_axes(y)
         ms, ts = decode_signs(y)
         signs = ts > ta  # a tie goes to the axis unit (the earlier rows)

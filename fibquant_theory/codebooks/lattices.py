@@ -104,7 +104,20 @@ def round_dn(x: np.ndarray) -> np.ndarray:
 
 
 def closer(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row by row, the one of the candidates ``a`` and ``b`` nearer to ``x`` (``a`` on a tie); all shape ``(n, k)``."""
+    """Row by row, the one of the candidates ``a`` and ``b`` nearer to ``x`` (``a`` on a tie); all shape ``(n, k)``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Points, shape ``(n, k)``.
+    a, b : numpy.ndarray
+        Candidates, shape ``(n, k)`` each.
+
+    Returns
+    -------
+    numpy.ndarray
+        The nearer candidate of each row, shape ``(n, k)``.
+    """
     da = np.sum((x - a) ** 2, axis=1)
     db = np.sum((x - b) ** 2, axis=1)
     return np.where((da <= db)[:, None], a, b)
@@ -199,7 +212,18 @@ def root_directions(k: int) -> np.ndarray:
 
 
 def axis_directions(k: int) -> np.ndarray:
-    r"""The unit vectors :math:`\pm e_i`, in table order :math:`+e_0, -e_0, +e_1, \dots`; shape ``(2k, k)``."""
+    r"""The unit vectors :math:`\pm e_i`, in table order :math:`+e_0, -e_0, +e_1, \dots`; shape ``(2k, k)``.
+
+    Parameters
+    ----------
+    k : int
+        Dimension.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(2k, k)``, float64.
+    """
     k = _block(k)
     out = np.zeros((2 * k, k))
     for i in range(k):
@@ -333,7 +357,20 @@ def decode_roots(y: object) -> tuple[np.ndarray, np.ndarray]:
 
 
 def decode_axes(y: object) -> tuple[np.ndarray, np.ndarray]:
-    r"""The :math:`\pm e_i` of :func:`axis_directions` that maximises :math:`\langle y, v\rangle`: ``(index (n,), max |y_i| (n,))``."""
+    r"""The :math:`\pm e_i` of :func:`axis_directions` that maximises :math:`\langle y, v\rangle`: ``(index (n,), max |y_i| (n,))``.
+
+    Parameters
+    ----------
+    y : array_like
+        Blocks, shape ``(n, k)``.
+
+    Returns
+    -------
+    index : numpy.ndarray
+        Row of :func:`axis_directions`, shape ``(n,)``.
+    value : numpy.ndarray
+        ``max |y_i|``, shape ``(n,)``.
+    """
     arr = _decoder_input(y, 1)
     m, t = np.empty(arr.shape[0], dtype=np.int64), np.empty(arr.shape[0])
     if arr.shape[0]:

@@ -28,11 +28,10 @@ skips most of the work after the first iterations.
 
 Both steps are Numba kernels with an ``@njit(parallel=True)`` driver over
 fixed blocks of samples (the serial kernels run when the work is small). The
-full search is the direct-score scan of :mod:`~fibquant_theory.search.kernel`:
-it computes :math:`\|x-c\|^2` for all codewords (vectorised over codewords)
-and keeps the two smallest. The centroid update sums over a
-fixed number of sample chunks (it depends on the sizes only, never on the
-number of threads) and adds the chunks in a fixed order, so the result is
+full search is the direct-score scan of :mod:`~fibquant_theory.search.kernel`
+(all :math:`\|x-c\|^2`, keeping the two smallest). The centroid update sums
+over a fixed number of sample chunks (it depends on the sizes only, never on
+the number of threads) and adds them in a fixed order, so the result is
 bit-identical for any thread count. The kernels are compiled without
 fastmath (no fused multiply-add, no reordering of sums) and every sum runs in
 a fixed order, so the results are also bit-identical on every x86-64 machine.
@@ -74,7 +73,6 @@ _i8 = types.int64
 # rows [start, stop), and a parallel driver that splits the rows into blocks
 # whose boundaries depend on the sizes only; each output element is computed
 # by exactly one range call, so serial and parallel results are bit-identical.
-# The full nearest-codeword scan is search.kernel's; squared distances are its _squared_distance.
 
 
 @njit(
@@ -255,6 +253,18 @@ def assignment_method(n_codewords: int, k: int) -> str:
     ``n_codewords >= 1024`` and ``k <= 8`` (``KDTREE_MIN_CODEWORDS`` and
     ``KDTREE_MAX_BLOCK`` of :mod:`fibquant_theory.config`), where it beats the
     exhaustive scan; ``"exhaustive"`` (the Numba kernel) otherwise.
+
+    Parameters
+    ----------
+    n_codewords : int
+        Codebook size ``N``.
+    k : int
+        Block size.
+
+    Returns
+    -------
+    str
+        ``"kdtree"`` or ``"exhaustive"``.
     """
     return "kdtree" if (n_codewords >= config.KDTREE_MIN_CODEWORDS and k <= config.KDTREE_MAX_BLOCK) else "exhaustive"
 

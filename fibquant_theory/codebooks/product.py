@@ -129,7 +129,18 @@ class ProductStructure(CodebookStructure):
     # ------------------------------------------------------------------ family interface
     @classmethod
     def check_variant(cls, lattice_shells: object) -> int:
-        """``lattice_shells`` as an int after checking it is one of :attr:`variants`."""
+        """``lattice_shells`` as an int after checking it is one of :attr:`variants`.
+
+        Parameters
+        ----------
+        lattice_shells : object
+            The variant to check.
+
+        Returns
+        -------
+        int
+            ``lattice_shells`` as an int.
+        """
         if isinstance(lattice_shells, bool) or not isinstance(lattice_shells, (int, np.integer)) or int(
             lattice_shells
         ) not in cls.variants:
@@ -142,16 +153,53 @@ class ProductStructure(CodebookStructure):
     @classmethod
     @abstractmethod
     def direction_table(cls, lattice_shells: int) -> np.ndarray:
-        """The unit direction vectors of variant ``lattice_shells``, shape ``(M, k)``, in decoder order."""
+        """The unit direction vectors of variant ``lattice_shells``, shape ``(M, k)``, in decoder order.
+
+        Parameters
+        ----------
+        lattice_shells : int
+            The variant: how many shells of the lattice give the directions (one of :attr:`variants`).
+
+        Returns
+        -------
+        numpy.ndarray
+            Unit vectors, shape ``(M, k)``, in decoder order.
+        """
 
     @classmethod
     @abstractmethod
     def decode_directions(cls, y: np.ndarray, lattice_shells: int) -> tuple[np.ndarray, np.ndarray]:
-        r"""Row of :meth:`direction_table` maximising :math:`\langle y, v\rangle`, and that maximum: ``(n,)`` each."""
+        r"""Row of :meth:`direction_table` maximising :math:`\langle y, v\rangle`, and that maximum: ``(n,)`` each.
+
+        Parameters
+        ----------
+        y : numpy.ndarray
+            Blocks, shape ``(n, k)``.
+        lattice_shells : int
+            The variant: how many shells of the lattice give the directions (one of :attr:`variants`).
+
+        Returns
+        -------
+        index : numpy.ndarray
+            Row of :meth:`direction_table` maximising the inner product with each block, shape ``(n,)``.
+        value : numpy.ndarray
+            That maximum, shape ``(n,)``.
+        """
 
     @classmethod
     def n_directions(cls, lattice_shells: int) -> int:
-        """Number ``M`` of directions of variant ``lattice_shells``."""
+        """Number ``M`` of directions of variant ``lattice_shells``.
+
+        Parameters
+        ----------
+        lattice_shells : int
+            The variant: how many shells of the lattice give the directions (one of :attr:`variants`).
+
+        Returns
+        -------
+        int
+            ``M``.
+        """
         return int(cls.direction_table(cls.check_variant(lattice_shells)).shape[0])
 
     @classmethod
@@ -166,6 +214,11 @@ class ProductStructure(CodebookStructure):
             ``N``, a multiple of ``M``.
         lattice_shells : int or None
             Variant; ``None``: the first of :attr:`variants` whose ``M`` divides ``N``.
+
+        Returns
+        -------
+        ProductStructure
+            The structure (radii, variant and directions).
 
         Raises
         ------
@@ -226,21 +279,62 @@ class ProductStructure(CodebookStructure):
         return self.n_shells * int(self.table.shape[0])
 
     def points(self) -> np.ndarray:
-        r"""The codewords :math:`\rho_s v_m`, row ``s M + m``, shape ``(S M, k)`` (one product per entry: exact)."""
+        r"""The codewords :math:`\rho_s v_m`, row ``s M + m``, shape ``(S M, k)`` (one product per entry: exact).
+
+        Returns
+        -------
+        numpy.ndarray
+            The codewords, shape ``(S M, k)``, float64.
+        """
         return (self._radii[:, None, None] * self.table[None, :, :]).reshape(-1, self.table.shape[1])
 
     def meta(self) -> dict[str, Any]:
+        """The structure's scalar fields: number of shells, variant and direction family.
+
+        Returns
+        -------
+        dict of str to Any
+            The structure's scalar fields, JSON-serialisable (hashed and stored in the file's metadata).
+        """
         return {"n_shells": self.n_shells, "lattice_shells": self.lattice_shells, "directions": self.directions}
 
     def arrays(self) -> tuple[tuple[str, np.ndarray, str], ...]:
+        """The stored arrays: the shell radii.
+
+        Returns
+        -------
+        tuple of (str, numpy.ndarray, str)
+            ``(name, array, little-endian dtype)`` of every stored array, in hash order.
+        """
         return (("shell_radii", self._radii, "<f8"),)
 
     @classmethod
     def array_names(cls) -> tuple[str, ...]:
+        """Names of the stored arrays (the shell radii).
+
+        Returns
+        -------
+        tuple of str
+            Names of the arrays a file stores besides ``points`` and ``initial_points``.
+        """
         return ("shell_radii",)
 
     @classmethod
     def from_stored(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> ProductStructure:
+        """Rebuild the structure from a file's metadata and arrays.
+
+        Parameters
+        ----------
+        meta : mapping
+            The file's metadata (the fields of :meth:`meta`).
+        arrays : mapping of str to numpy.ndarray
+            The file's arrays (the names of :meth:`array_names`).
+
+        Returns
+        -------
+        ProductStructure
+            The structure.
+        """
         structure = cls(arrays["shell_radii"], meta["lattice_shells"])
         if meta["n_shells"] != structure.n_shells or meta["directions"] != structure.directions:
             raise ValueError(
@@ -250,6 +344,13 @@ class ProductStructure(CodebookStructure):
         return structure
 
     def check_points(self, points: np.ndarray) -> None:
+        """Raise ``ValueError`` unless ``points`` are the product codewords of this structure.
+
+        Parameters
+        ----------
+        points : numpy.ndarray
+            Codewords, shape ``(N, k)``.
+        """
         expected = self.points()
         if points.shape != expected.shape:
             raise ValueError(
@@ -264,6 +365,18 @@ class ProductStructure(CodebookStructure):
             )
 
     def search(self, points: np.ndarray) -> ProductSearch:
+        """The exact structured nearest-codeword search: nearest shell per direction, best direction.
+
+        Parameters
+        ----------
+        points : numpy.ndarray
+            Codewords, shape ``(N, k)``.
+
+        Returns
+        -------
+        ProductSearch
+            The search; its ``search(y)`` returns indices and squared distances.
+        """
         return ProductSearch(points, self)
 
 

@@ -34,7 +34,20 @@ __all__ = ["CodebookStructure", "ShellStructure", "readonly_array"]
 
 
 def readonly_array(a: object, dtype: type) -> np.ndarray:
-    """A C-contiguous read-only copy of ``a`` with the given ``dtype``."""
+    """A C-contiguous read-only copy of ``a`` with the given ``dtype``.
+
+    Parameters
+    ----------
+    a : array_like
+        The data.
+    dtype : type
+        Its dtype in the copy.
+
+    Returns
+    -------
+    numpy.ndarray
+        A C-contiguous copy that cannot be written.
+    """
     arr = np.array(a, dtype=dtype, copy=True, order="C")
     arr.setflags(write=False)
     return arr
@@ -68,28 +81,70 @@ class CodebookStructure(ABC):
 
     @abstractmethod
     def meta(self) -> dict[str, Any]:
-        """The family's scalar fields, JSON-serialisable (hashed, stored in the file's metadata)."""
+        """The family's scalar fields, JSON-serialisable (hashed, stored in the file's metadata).
+
+        Returns
+        -------
+        dict of str to Any
+            The structure's scalar fields, JSON-serialisable (hashed and stored in the file's metadata).
+        """
 
     @abstractmethod
     def arrays(self) -> tuple[tuple[str, np.ndarray, str], ...]:
-        """The family's arrays as ``(name, array, little-endian dtype)`` in hash order (hashed and stored)."""
+        """The family's arrays as ``(name, array, little-endian dtype)`` in hash order (hashed and stored).
+
+        Returns
+        -------
+        tuple of (str, numpy.ndarray, str)
+            ``(name, array, little-endian dtype)`` of every stored array, in hash order.
+        """
 
     @classmethod
     @abstractmethod
     def from_stored(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> CodebookStructure:
-        """Rebuild the structure from a file's metadata and arrays (``KeyError`` when a field is missing)."""
+        """Rebuild the structure from a file's metadata and arrays (``KeyError`` when a field is missing).
+
+        Parameters
+        ----------
+        meta : mapping
+            The file's metadata (the fields of :meth:`meta`).
+        arrays : mapping of str to numpy.ndarray
+            The file's arrays (the names of :meth:`array_names`).
+
+        Returns
+        -------
+        CodebookStructure
+            The structure.
+        """
 
     @classmethod
     def array_names(cls) -> tuple[str, ...]:
-        """Names of the arrays a file of this family stores besides ``points`` and ``initial_points``."""
+        """Names of the arrays a file of this family stores besides ``points`` and ``initial_points``.
+
+        Returns
+        -------
+        tuple of str
+            Names of the arrays a file stores besides ``points`` and ``initial_points``.
+        """
         return ()
 
     @abstractmethod
     def check_points(self, points: np.ndarray) -> None:
-        """Raise ``ValueError`` unless ``points (N, k)`` are consistent with the structure."""
+        """Raise ``ValueError`` unless ``points (N, k)`` are consistent with the structure.
+
+        Parameters
+        ----------
+        points : numpy.ndarray
+            Codewords, shape ``(N, k)``.
+        """
 
     def search(self, points: np.ndarray) -> Any:
         """The exact structured nearest-codeword search of ``points (N, k)``.
+
+        Parameters
+        ----------
+        points : numpy.ndarray
+            Codewords, shape ``(N, k)``.
 
         Returns
         -------
@@ -178,20 +233,62 @@ class ShellStructure(CodebookStructure):
 
     # the legacy (pre-family) hash: exactly these fields, in this order
     def meta(self) -> dict[str, Any]:
+        """The structure's scalar fields (number of shells, direction family).
+
+        Returns
+        -------
+        dict of str to Any
+            The structure's scalar fields, JSON-serialisable (hashed and stored in the file's metadata).
+        """
         return {"n_shells": self._n_shells, "directions": self._directions}
 
     def arrays(self) -> tuple[tuple[str, np.ndarray, str], ...]:
+        """The stored arrays: shell index of every codeword and shell radii.
+
+        Returns
+        -------
+        tuple of (str, numpy.ndarray, str)
+            ``(name, array, little-endian dtype)`` of every stored array, in hash order.
+        """
         return (("shell_radii", self._radii, "<f8"), ("shell_index", self._labels, "<i8"))
 
     @classmethod
     def array_names(cls) -> tuple[str, ...]:
+        """Names of the stored arrays (shell indices and radii).
+
+        Returns
+        -------
+        tuple of str
+            Names of the arrays a file stores besides ``points`` and ``initial_points``.
+        """
         return ("shell_radii", "shell_index")
 
     @classmethod
     def from_stored(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> ShellStructure:
+        """Rebuild the structure from a file's metadata and arrays.
+
+        Parameters
+        ----------
+        meta : mapping
+            The file's metadata (the fields of :meth:`meta`).
+        arrays : mapping of str to numpy.ndarray
+            The file's arrays (the names of :meth:`array_names`).
+
+        Returns
+        -------
+        ShellStructure
+            The structure.
+        """
         return cls(meta["n_shells"], arrays["shell_radii"], arrays["shell_index"], meta["directions"])
 
     def check_points(self, points: np.ndarray) -> None:
+        """Raise ``ValueError`` unless ``points`` match the shell indices.
+
+        Parameters
+        ----------
+        points : numpy.ndarray
+            Codewords, shape ``(N, k)``.
+        """
         if self._labels.shape != (points.shape[0],):
             raise ValueError(f"shell_index must be integers of shape ({points.shape[0]},), got {self._labels.shape}")
 

@@ -74,7 +74,15 @@ class Codes(Protocol):
     @property
     def nbytes(self) -> int: ...
 
-    def to_bytes(self) -> bytes: ...
+    def to_bytes(self) -> bytes:
+        """The codes as one self-describing blob (:func:`frame`).
+
+        Returns
+        -------
+        bytes
+            Magic, JSON header, payload and CRC-32; ``from_bytes`` of the same class
+            reads it back exactly.
+        """
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> Codes:
@@ -119,13 +127,71 @@ class Codec(Protocol):
     @property
     def compression_ratio(self) -> float: ...
 
-    def encode(self, x: Any) -> Any: ...
+    def encode(self, x: Any) -> Any:
+        """Encode vectors.
 
-    def decode(self, codes: Any) -> np.ndarray: ...
+        Parameters
+        ----------
+        x : array_like
+            Vectors of shape ``(..., d)``, finite.
 
-    def decode_row(self, codes: Any, i: int | tuple[int, ...]) -> np.ndarray: ...
+        Returns
+        -------
+        Codes
+            Codes of leading shape ``x.shape[:-1]`` (an instance of ``codes_type``).
 
-    def inner_product(self, q: Any, codes: Any) -> np.ndarray: ...
+        Raises
+        ------
+        ValueError
+            If the last dimension is not ``d``, or ``x`` holds NaN or Inf (an
+            implementation names any further checks).
+        """
+
+    def decode(self, codes: Any) -> np.ndarray:
+        """Reconstruct every vector of ``codes``.
+
+        Parameters
+        ----------
+        codes : Codes
+            Codes made by this codec (or one of the same configuration).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``codes.shape + (d,)``, float64 unless the codec takes a ``dtype``.
+        """
+
+    def decode_row(self, codes: Any, i: int | tuple[int, ...]) -> np.ndarray:
+        """Reconstruct vector ``i`` alone (random access).
+
+        Parameters
+        ----------
+        codes : Codes
+            Codes made by this codec.
+        i : int or tuple of int
+            A flat (row-major) index into ``codes.shape``, or a tuple of indices.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(d,)``, equal to the row ``i`` of ``decode(codes)``.
+        """
+
+    def inner_product(self, q: Any, codes: Any) -> np.ndarray:
+        r"""Estimate :math:`\langle q, x\rangle` from the codes, without reconstructing ``x``.
+
+        Parameters
+        ----------
+        q : array_like
+            Queries of shape ``(d,)`` or ``(..., d)``, broadcast against ``codes.shape``.
+        codes : Codes
+            Codes made by this codec.
+
+        Returns
+        -------
+        numpy.ndarray
+            The estimates, of the broadcast leading shape, float64.
+        """
 
     def take(self, codes: Any, index: np.ndarray, axis: int) -> Any:
         """The codes of positions ``index`` along axis ``axis`` of ``codes.shape``, exactly (nothing is decoded).

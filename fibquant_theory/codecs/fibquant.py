@@ -18,7 +18,8 @@ are computed from the codes, either through per-block lookup tables
 
 The codes are :class:`~fibquant_theory.codecs.fibquant_codes.FibQuantCodes` and
 the norm headers :mod:`fibquant_theory.codecs.norms` (both names are re-exported
-here); :func:`make_fibquant` is the factory of the registry's ``"fibquant"``.
+here); :func:`~fibquant_theory.codecs.fibquant_factory.make_fibquant` is the
+factory of the registry's ``"fibquant"``.
 
 Example
 -------
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -55,7 +55,6 @@ __all__ = [
     "FibQuantCodes",
     "decode_norms",
     "encode_norms",
-    "make_fibquant",
 ]
 
 # ----------------------------------------------------------------------------- kernels
@@ -265,7 +264,20 @@ class FibQuantCodec(RateAccounting):
         return idx.reshape(lead + (self.n_blocks,)), decode_norms(header, self.norm_dtype).reshape(lead)
 
     def pack(self, indices: object, norms: object) -> FibQuantCodes:
-        """Pack indices ``(..., m)`` and norms ``(...)`` into :class:`FibQuantCodes` (norms rounded to the header)."""
+        """Pack indices ``(..., m)`` and norms ``(...)`` into :class:`FibQuantCodes` (norms rounded to the header).
+
+        Parameters
+        ----------
+        indices : array_like of int
+            Codeword indices, shape ``(..., m)``.
+        norms : array_like of float
+            Norms, shape ``(...)``.
+
+        Returns
+        -------
+        FibQuantCodes
+            The packed records, leading shape ``norms.shape``.
+        """
         idx = np.asarray(indices)
         nrm = np.asarray(norms, dtype=np.float64)
         if idx.ndim == 0 or idx.shape[-1] != self.n_blocks or idx.shape[:-1] != nrm.shape:
@@ -292,6 +304,16 @@ class FibQuantCodec(RateAccounting):
 
         Raises ``ValueError`` for a wrong last dimension, NaN/Inf (naming the
         first bad row) or a norm that overflows the header format.
+
+        Parameters
+        ----------
+        x : array_like
+            Vectors, shape ``(..., d)``.
+
+        Returns
+        -------
+        FibQuantCodes
+            One record per vector, leading shape ``x.shape[:-1]``.
         """
         return self.pack(*self.encode_indices(x))
 
@@ -308,13 +330,44 @@ class FibQuantCodec(RateAccounting):
         """Indices ``(count, m)`` and norms ``(count,)`` of records ``start .. start+count-1`` (flat order).
 
         Validates the data (length, index range, norm headers); raises ``ValueError`` on corruption.
+
+        Parameters
+        ----------
+        codes : FibQuantCodes
+            Codes made by this codec.
+        start : int, default 0
+            First record (flat row-major order).
+        count : int, optional
+            Records to read (default: all from ``start``).
+
+        Returns
+        -------
+        indices : numpy.ndarray
+            Codeword indices, shape ``(count, m)``.
+        norms : numpy.ndarray
+            Norms (the header values), shape ``(count,)``, float64.
         """
         codes = self._check_codes(codes)
         header, idx = self.layout.unpack(codes.payload, codes.n_vectors, start, count)
         return idx, decode_norms(header, self.norm_dtype, first_record=start)
 
     def decode_indices(self, indices: object, norms: object, dtype: Any = np.float64) -> np.ndarray:
-        """Reconstruct ``(..., d)`` from indices ``(..., m)`` and norms ``(...)``."""
+        """Reconstruct ``(..., d)`` from indices ``(..., m)`` and norms ``(...)``.
+
+        Parameters
+        ----------
+        indices : array_like of int
+            Codeword indices, shape ``(..., m)``.
+        norms : array_like of float
+            Norms, shape ``(...)``.
+        dtype : numpy dtype, default numpy.float64
+            Output dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(..., d)``: the codewords, rotated back and scaled by the norms.
+        """
         idx = np.asarray(indices)
         nrm = np.asarray(norms, dtype=np.float64)
         if idx.ndim == 0 or idx.shape[-1] != self.n_blocks or idx.shape[:-1] != nrm.shape:
@@ -330,7 +383,20 @@ class FibQuantCodec(RateAccounting):
         return self.rotation.inverse(scaled).reshape(lead + (self.d,)).astype(dtype, copy=False)
 
     def decode(self, codes: FibQuantCodes, dtype: Any = np.float64) -> np.ndarray:
-        """Reconstruct all vectors: shape ``codes.shape + (d,)``, ``dtype`` (float64 by default)."""
+        """Reconstruct all vectors: shape ``codes.shape + (d,)``, ``dtype`` (float64 by default).
+
+        Parameters
+        ----------
+        codes : FibQuantCodes
+            Codes made by this codec.
+        dtype : numpy dtype, default numpy.float64
+            Output dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``codes.shape + (d,)``.
+        """
         idx, norms = self.unpack(codes)
         return self.decode_indices(idx.reshape(codes.shape + (self.n_blocks,)), norms.reshape(codes.shape), dtype)
 
@@ -340,6 +406,20 @@ class FibQuantCodec(RateAccounting):
         ``i`` is a flat (row-major) index into ``codes.shape`` or a tuple of
         indices. Only the bytes of record ``i`` are read; the result equals
         ``decode(codes).reshape(-1, d)[i]`` exactly.
+
+        Parameters
+        ----------
+        codes : FibQuantCodes
+            Codes made by this codec.
+        i : int or tuple of int
+            Flat (row-major) index into ``codes.shape``, or a tuple of indices.
+        dtype : numpy dtype, default numpy.float64
+            Output dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(d,)``.
         """
         codes = self._check_codes(codes)
         flat = flat_index(codes.shape, i)
@@ -351,6 +431,20 @@ class FibQuantCodec(RateAccounting):
 
         The records are unpacked and packed again (the norms are header
         values, so packing them again is exact); nothing is decoded.
+
+        Parameters
+        ----------
+        codes : FibQuantCodes
+            Codes made by this codec.
+        index : array_like of int
+            Positions along ``axis``.
+        axis : int, default 0
+            Axis of ``codes.shape``.
+
+        Returns
+        -------
+        FibQuantCodes
+            The codes at those positions.
         """
         codes = self._check_codes(codes)
         idx, ax = take_positions(codes.shape, index, axis)
@@ -360,7 +454,18 @@ class FibQuantCodec(RateAccounting):
 
     # ------------------------------------------------------------------ inner products
     def lookup_tables(self, q: object) -> np.ndarray:
-        r"""Per-block tables :math:`L_{b,n} = \langle(\Pi q)_b, c_n\rangle`, shape ``(..., m, N)`` for ``q (..., d)``."""
+        r"""Per-block tables :math:`L_{b,n} = \langle(\Pi q)_b, c_n\rangle`, shape ``(..., m, N)`` for ``q (..., d)``.
+
+        Parameters
+        ----------
+        q : array_like
+            Queries, shape ``(..., d)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            The tables, shape ``(..., m, N)``, float64.
+        """
         q = as_vectors(q, self.d, "q")
         qr = self.rotation.forward(q).reshape(q.shape[:-1] + (self.n_blocks, self.k))
         return matmul_rows(qr, self.points.T)
@@ -410,113 +515,3 @@ class FibQuantCodec(RateAccounting):
             lut = np.ascontiguousarray(matmul_rows(qr.reshape(n_q, self.n_blocks, self.k), self.points.T))
         _ip_pairs(qr, lut, qrow, crow, idx, self.points, norms, out)
         return out.reshape(out_shape)
-
-
-
-# ----------------------------------------------------------------------------- factory
-def _fibquant_codewords(block: int, codewords: object, bits: object) -> object:
-    """The codebook size ``N`` from ``codewords`` and/or ``bits`` (``N = 2**(bits*block)``); checks they agree."""
-    if bits is None:
-        if codewords is None:
-            raise ValueError("method 'fibquant' needs codewords=N or bits=b (then N = 2**(b*k))")
-        return codewords  # checked by design_codebook
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Real) or not math.isfinite(float(bits)) or bits <= 0:
-        raise ValueError(f"method 'fibquant': bits must be a finite number > 0, got {bits!r}")
-    exponent = float(bits) * block
-    index_bits = round(exponent)
-    if index_bits < 1 or abs(exponent - index_bits) > 1e-9 * max(1.0, exponent):
-        raise ValueError(
-            f"method 'fibquant': bits*block must be an integer >= 1 (N = 2**(bits*block) codewords), "
-            f"got bits={bits!r} and block={block} (bits*block = {exponent:g})"
-        )
-    n_codewords = 2**index_bits
-    if codewords is not None:
-        given = check_int(codewords, "codewords", minimum=2)
-        if given != n_codewords:
-            raise ValueError(
-                f"method 'fibquant': codewords={codewords!r} and bits={bits!r} disagree: with block={block}, "
-                f"bits={bits!r} means N = 2**{index_bits} = {n_codewords} codewords; give one of them"
-            )
-    return n_codewords
-
-
-def make_fibquant(
-    d: int,
-    *,
-    block: int | None = None,
-    codewords: int | None = None,
-    bits: float | None = None,
-    seed: int = 0,
-    rotation: str = "haar",
-    norm_dtype: str = "float16",
-    encoder: str = "exhaustive",
-    packing: str = "auto",
-    probes: int | None = None,
-    n_clusters: int | None = None,
-    top: int | None = None,
-    n_train: int | None = None,
-    n_heldout: int | None = None,
-    cache: bool | None = None,
-    family: str = "shells",
-) -> FibQuantCodec:
-    """FibQuant on ``design_codebook(d, block, N, seed=seed, family=family)`` with the rotation drawn from ``seed``.
-
-    ``N`` is ``codewords``, or ``2**(bits*block)`` (both may be given when they
-    agree). ``probes`` needs ``encoder="two-stage"``; ``n_clusters`` and ``top``
-    need ``encoder="clustered"``. ``n_train``, ``n_heldout`` and ``cache`` go to
-    :func:`~fibquant_theory.codebooks.design.design_codebook` (its defaults when ``None``).
-
-    Parameters
-    ----------
-    d : int
-        Vector dimension (divisible by ``block``).
-    block : int
-        Block size ``k`` (required).
-    codewords : int, optional
-        Codebook size ``N``.
-    bits : float, optional
-        Bits per coordinate, ``N = 2**(bits*block)`` (``bits*block`` an integer ``>= 1``).
-    seed : int
-        Seed of the codebook design and of the rotation.
-    rotation, norm_dtype, encoder, packing : str
-        As in :class:`FibQuantCodec`.
-    probes, n_clusters, top : int, optional
-        Encoder options (as in :class:`FibQuantCodec`).
-    n_train, n_heldout : int, optional
-        Design samples (``design_codebook``'s defaults when ``None``).
-    cache : bool, optional
-        Whether the design is read from / written to the codebook cache.
-    family : str
-        Codebook family (``design_codebook``'s ``family``): ``"shells"`` (the
-        default, the Lloyd-refined FibQuant design) or a structured family such
-        as ``"d4"``, ``"e8"``, ``"hurwitz"`` (which fix ``block`` and constrain ``N``).
-
-    Returns
-    -------
-    FibQuantCodec
-        The codec (its codebook designed, or loaded from the cache).
-    """
-    if block is None:
-        raise ValueError("method 'fibquant' needs block=k (the block size) and codewords=N (or bits=b, N = 2**(b*k))")
-    block = check_int(block, "block", minimum=1)
-    n_codewords = _fibquant_codewords(block, codewords, bits)
-    encoder_options: dict[str, int] = {}
-    for name, value, needs in (("probes", probes, "two-stage"), ("n_clusters", n_clusters, "clustered"), ("top", top, "clustered")):
-        if value is None:
-            continue
-        if encoder != needs:  # the other encoders would ignore it
-            raise ValueError(f"method 'fibquant': {name} applies only to encoder={needs!r}, got encoder={encoder!r}")
-        encoder_options[name] = value
-    from fibquant_theory.codebooks.design import design_codebook  # imported here: the codebook module is heavy
-
-    design: dict[str, Any] = {}
-    if n_train is not None:
-        design["n_train"] = n_train
-    if n_heldout is not None:
-        design["n_heldout"] = n_heldout
-    if cache is not None:
-        design["cache"] = cache
-    codebook = design_codebook(d, block, n_codewords, seed=seed, family=family, **design)
-    return FibQuantCodec(
-        codebook, seed, rotation=rotation, norm_dtype=norm_dtype, encoder=encoder, packing=packing, **encoder_options
-    )

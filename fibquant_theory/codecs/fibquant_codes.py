@@ -167,7 +167,18 @@ class FibQuantCodes:
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> FibQuantCodes:
-        """Inverse of :meth:`to_bytes`; see :meth:`fibquant_theory.codecs.base.Codes.from_bytes`."""
+        """Inverse of :meth:`to_bytes`; see :meth:`fibquant_theory.codecs.base.Codes.from_bytes`.
+
+        Parameters
+        ----------
+        data : bytes-like
+            A blob written by :meth:`to_bytes`.
+
+        Returns
+        -------
+        FibQuantCodes
+            The codes it holds (records, shape, configuration and codebook hash).
+        """
         if isinstance(data, (bytes, bytearray, memoryview)) and bytes(data[: len(_OLD_MAGIC)]) == _OLD_MAGIC:
             raise ValueError("FibQuant codes of format 1 (FQCODES1, no checksum) are not read any more; encode again")
 

@@ -200,6 +200,16 @@ class FP8Codes:
 
         A NaN byte code (``0x7F``, ``0xFF``) or a scale that is negative or not
         finite is a ``ValueError`` too.
+
+        Parameters
+        ----------
+        data : bytes-like
+            A blob written by :meth:`to_bytes`.
+
+        Returns
+        -------
+        FP8Codes
+            The codes it holds.
         """
         label = "FP8 codes"
         header, payload = unframe(data, _MAGIC, label, version=1, fields=_FIELDS, int_fields=("d",))
@@ -332,13 +342,41 @@ class FP8Codec(RateAccounting):
         return FP8Codes(e4m3_encode(y), scale, self.d)
 
     def decode(self, codes: FP8Codes, dtype: Any = np.float64) -> np.ndarray:
-        """Reconstruct ``codes.shape + (d,)``: e4m3 value times the scale (exact in float64)."""
+        """Reconstruct ``codes.shape + (d,)``: e4m3 value times the scale (exact in float64).
+
+        Parameters
+        ----------
+        codes : FP8Codes
+            Codes made by this codec.
+        dtype : numpy dtype, default numpy.float64
+            Output dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``codes.shape + (d,)``.
+        """
         codes = self._check(codes)
         out = e4m3_decode(codes.payload) * codes.scale.astype(np.float64)[..., None]
         return out.astype(dtype, copy=False)
 
     def decode_row(self, codes: FP8Codes, i: int | tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
-        """Decode vector ``i`` (flat row-major index or tuple) alone, shape ``(d,)``."""
+        """Decode vector ``i`` (flat row-major index or tuple) alone, shape ``(d,)``.
+
+        Parameters
+        ----------
+        codes : FP8Codes
+            Codes made by this codec.
+        i : int or tuple of int
+            Flat (row-major) index into ``codes.shape``, or a tuple of indices.
+        dtype : numpy dtype, default numpy.float64
+            Output dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(d,)``, equal to the row ``i`` of :meth:`decode`.
+        """
         codes = self._check(codes)
         flat = flat_index(codes.shape, i)
         row = codes.payload.reshape(-1, self.d)[flat]
@@ -348,6 +386,20 @@ class FP8Codec(RateAccounting):
         """The codes of positions ``index`` along axis ``axis``, exactly (the bytes and scales are indexed).
 
         See :meth:`fibquant_theory.codecs.base.Codec.take`; nothing is decoded.
+
+        Parameters
+        ----------
+        codes : FP8Codes
+            Codes made by this codec.
+        index : array_like of int
+            Positions along ``axis``.
+        axis : int, default 0
+            Axis of ``codes.shape``.
+
+        Returns
+        -------
+        FP8Codes
+            The codes at those positions.
         """
         codes = self._check(codes)
         idx, ax = take_positions(codes.shape, index, axis)
@@ -359,6 +411,18 @@ class FP8Codec(RateAccounting):
         ``q`` of shape ``(d,)`` or ``(..., d)`` broadcast against ``codes.shape``;
         returns the broadcast leading shape, float64. Equal to the inner product
         with :meth:`decode` up to float64 rounding.
+
+        Parameters
+        ----------
+        q : array_like
+            Queries, shape ``(d,)`` or ``(..., d)``.
+        codes : FP8Codes
+            Codes made by this codec.
+
+        Returns
+        -------
+        numpy.ndarray
+            The estimates, of the broadcast leading shape, float64.
         """
         codes = self._check(codes)
         q = as_vectors(q, self.d, "q")

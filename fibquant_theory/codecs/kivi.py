@@ -130,6 +130,16 @@ class KIVICodes:
         """Inverse of :meth:`to_bytes`; see :meth:`fibquant_theory.codecs.base.Codes.from_bytes`.
 
         Metadata that is not finite or has a negative step is a ``ValueError`` too.
+
+        Parameters
+        ----------
+        data : bytes-like
+            A blob written by :meth:`to_bytes`.
+
+        Returns
+        -------
+        KIVICodes
+            The codes it holds.
         """
         label = "KIVI codes"
         header, payload = unframe(data, _MAGIC, label, version=1, fields=_FIELDS, int_fields=("d", "bits", "group_size"))
@@ -246,7 +256,18 @@ class KIVICodec(RateAccounting):
 
     # ------------------------------------------------------------------ codec
     def encode(self, x: object) -> KIVICodes:
-        """Encode ``(..., d)`` (per-channel: ``(..., T, d)``, groups along ``T``)."""
+        """Encode ``(..., d)`` (per-channel: ``(..., T, d)``, groups along ``T``).
+
+        Parameters
+        ----------
+        x : array_like
+            Vectors, shape ``(..., d)``; per-channel mode: ``(..., T, d)``, grouped along ``T``.
+
+        Returns
+        -------
+        KIVICodes
+            The packed integers and their per-group step and zero point.
+        """
         x = as_vectors(x, self.d)
         if self.mode == "per-token":
             if x.size:
@@ -291,7 +312,20 @@ class KIVICodec(RateAccounting):
         return unpack_indices(codes.payload, n, self.d, 1 << self.bits, "fixed", start, count)
 
     def decode(self, codes: KIVICodes, dtype: Any = np.float64) -> np.ndarray:
-        """Reconstruct ``codes.shape + (d,)``."""
+        """Reconstruct ``codes.shape + (d,)``.
+
+        Parameters
+        ----------
+        codes : KIVICodes
+            Codes made by this codec.
+        dtype : numpy dtype, default numpy.float64
+            Output dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``codes.shape + (d,)``.
+        """
         codes = self._check(codes)
         q = self._integers(codes).reshape(codes.shape + (self.d,)).astype(np.float64)
         if self.mode == "per-token":
@@ -302,7 +336,22 @@ class KIVICodec(RateAccounting):
         return out.astype(dtype, copy=False)
 
     def decode_row(self, codes: KIVICodes, i: int | tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
-        """Decode vector ``i`` (flat row-major index or tuple) alone, shape ``(d,)``."""
+        """Decode vector ``i`` (flat row-major index or tuple) alone, shape ``(d,)``.
+
+        Parameters
+        ----------
+        codes : KIVICodes
+            Codes made by this codec.
+        i : int or tuple of int
+            Flat (row-major) index into ``codes.shape``, or a tuple of indices.
+        dtype : numpy dtype, default numpy.float64
+            Output dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(d,)``, equal to the row ``i`` of :meth:`decode`.
+        """
         codes = self._check(codes)
         flat = flat_index(tuple(codes.shape), i)
         q = self._integers(codes, flat, 1)[0].astype(np.float64)
@@ -321,6 +370,20 @@ class KIVICodec(RateAccounting):
         nothing is decoded. For per-channel codes along their last (token)
         axis, only a prefix ``arange(n)`` is supported: the metadata of a
         token group cannot be split.
+
+        Parameters
+        ----------
+        codes : KIVICodes
+            Codes made by this codec.
+        index : array_like of int
+            Positions along ``axis``.
+        axis : int, default 0
+            Axis of ``codes.shape``.
+
+        Returns
+        -------
+        KIVICodes
+            The codes at those positions.
         """
         codes = self._check(codes)
         shape = tuple(codes.shape)
@@ -340,7 +403,20 @@ class KIVICodec(RateAccounting):
     def inner_product(self, q: object, codes: KIVICodes) -> np.ndarray:
         r"""Estimate :math:`\langle q, x\rangle` from the integers: :math:`s\langle q, c\rangle + z\sum_j q_j` per token
         (per channel: :math:`\langle q\odot s, c\rangle + \langle q, z\rangle`); ``q`` of shape ``(d,)`` or
-        ``(..., d)`` broadcast against ``codes.shape``."""
+        ``(..., d)`` broadcast against ``codes.shape``.
+
+        Parameters
+        ----------
+        q : array_like
+            Queries, shape ``(d,)`` or ``(..., d)``.
+        codes : KIVICodes
+            Codes made by this codec.
+
+        Returns
+        -------
+        numpy.ndarray
+            The estimates, of the broadcast leading shape, float64.
+        """
         codes = self._check(codes)
         q = as_vectors(q, self.d, "q")
         c = self._integers(codes).reshape(codes.shape + (self.d,)).astype(np.float64)

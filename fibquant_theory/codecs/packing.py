@@ -180,7 +180,18 @@ def _unpack_mixed(buf, start, hbits, n_codewords, pbits, nlimbs, m, header, idx)
 
 # ----------------------------------------------------------------------------- host side
 def index_bits(n_codewords: int) -> int:
-    r"""Bits of one fixed-width index, :math:`\lceil\log_2 N\rceil` (``N >= 2``)."""
+    r"""Bits of one fixed-width index, :math:`\lceil\log_2 N\rceil` (``N >= 2``).
+
+    Parameters
+    ----------
+    n_codewords : int
+        Codebook size ``N >= 2``.
+
+    Returns
+    -------
+    int
+        ``ceil(log2(N))``.
+    """
     n = check_int(n_codewords, "n_codewords", minimum=2, maximum=MAX_CODEWORDS)
     return (n - 1).bit_length()
 
@@ -191,6 +202,20 @@ def payload_bits(n_codewords: int, n_blocks: int, mode: str = "fixed") -> int:
     ``"fixed"``: :math:`m\lceil\log_2 N\rceil`; ``"mixed-radix"``:
     :math:`\lceil m\log_2 N\rceil`, computed exactly as the bit length of
     :math:`N^m - 1`.
+
+    Parameters
+    ----------
+    n_codewords : int
+        Codebook size ``N >= 2``.
+    n_blocks : int
+        Indices per record ``m >= 1``.
+    mode : {"fixed", "mixed-radix"}, default "fixed"
+        Payload mode.
+
+    Returns
+    -------
+    int
+        Bits of the payload of one record.
     """
     n = check_int(n_codewords, "n_codewords", minimum=2, maximum=MAX_CODEWORDS)
     m = check_int(n_blocks, "n_blocks", minimum=1)
@@ -268,11 +293,33 @@ class RecordLayout:
         return max(1, math.ceil(self.payload_bits / 32))
 
     def bit_offset(self, i: int) -> int:
-        """First bit of record ``i`` in the stream, ``i * record_bits``."""
+        """First bit of record ``i`` in the stream, ``i * record_bits``.
+
+        Parameters
+        ----------
+        i : int
+            Record number, ``>= 0``.
+
+        Returns
+        -------
+        int
+            ``i * record_bits``.
+        """
         return check_int(i, "record index", minimum=0) * self.record_bits
 
     def nbytes(self, n_records: int) -> int:
-        """Bytes of a stream of ``n_records`` records (zero-padded to a whole byte)."""
+        """Bytes of a stream of ``n_records`` records (zero-padded to a whole byte).
+
+        Parameters
+        ----------
+        n_records : int
+            Number of records, ``>= 0``.
+
+        Returns
+        -------
+        int
+            ``ceil(n_records * record_bits / 8)``.
+        """
         return (check_int(n_records, "n_records", minimum=0) * self.record_bits + 7) // 8
 
     def pack(self, header: object, indices: object) -> np.ndarray:
@@ -379,6 +426,15 @@ class RecordLayout:
 def pack_indices(indices: object, n_codewords: int, mode: str = "fixed") -> np.ndarray:
     """Pack indices of shape ``(n, m)`` (no header); see :class:`RecordLayout`.
 
+    Parameters
+    ----------
+    indices : array_like of int
+        Shape ``(n, m)``, every value in ``[0, n_codewords)``.
+    n_codewords : int
+        Codebook size ``N >= 2``.
+    mode : {"fixed", "mixed-radix"}, default "fixed"
+        Payload mode (see the module docstring).
+
     Returns
     -------
     numpy.ndarray
@@ -393,5 +449,28 @@ def pack_indices(indices: object, n_codewords: int, mode: str = "fixed") -> np.n
 def unpack_indices(
     payload: object, n_records: int, n_blocks: int, n_codewords: int, mode: str = "fixed", start: int = 0, count: int | None = None
 ) -> np.ndarray:
-    """Inverse of :func:`pack_indices`: indices of records ``start .. start+count-1``, shape ``(count, m)``."""
+    """Inverse of :func:`pack_indices`: indices of records ``start .. start+count-1``, shape ``(count, m)``.
+
+    Parameters
+    ----------
+    payload : array_like of uint8
+        A stream written by :func:`pack_indices`.
+    n_records : int
+        Records in the stream.
+    n_blocks : int
+        Indices per record ``m``.
+    n_codewords : int
+        Codebook size ``N``.
+    mode : {"fixed", "mixed-radix"}, default "fixed"
+        Payload mode of the stream.
+    start : int, default 0
+        First record to read.
+    count : int, optional
+        Records to read (default: all from ``start``).
+
+    Returns
+    -------
+    numpy.ndarray
+        The indices, shape ``(count, m)``.
+    """
     return RecordLayout(n_codewords, n_blocks, 0, mode).unpack(payload, n_records, start, count)[1]

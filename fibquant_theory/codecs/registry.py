@@ -46,7 +46,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fibquant_theory.codecs.fibquant import make_fibquant
+from fibquant_theory.codecs.fibquant_factory import make_fibquant
 from fibquant_theory.codecs.fp8 import make_fp8
 from fibquant_theory.codecs.kivi import kivi_kv_roles, make_kivi
 from fibquant_theory.codecs.turboquant import make_turboquant, make_turboquant_prod
@@ -127,7 +127,13 @@ class Flag:
     help: str
 
     def for_values(self) -> Flag:
-        """The flag of the same option for the values of a KV cache (``--value-bits`` sets ``value_bits``)."""
+        """The flag of the same option for the values of a KV cache (``--value-bits`` sets ``value_bits``).
+
+        Returns
+        -------
+        Flag
+            A copy with the option, the command-line flag and the help text of the values.
+        """
         return Flag(f"value_{self.option}", f"--value-{self.flag[2:]}", self.type, self.metavar,
                     f"{self.help}, for the values (default: {self.flag})")
 

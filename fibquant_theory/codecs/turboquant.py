@@ -171,13 +171,34 @@ class TurboQuantMSE(_TurboQuantBase):
 
         Raises ``ValueError`` for a wrong last dimension, NaN/Inf, or a norm
         that overflows the header format (use ``norm_dtype="float32"`` then).
+
+        Parameters
+        ----------
+        x : array_like
+            Vectors, shape ``(..., d)``.
+
+        Returns
+        -------
+        ScalarCodes
+            Norm headers and packed level indices, leading shape ``x.shape[:-1]``.
         """
         lead, header, z = self._split(x)
         idx = self.quantizer.encode(z).reshape(lead + (self.d,))
         return ScalarCodes(idx, header.reshape(lead), self.d, self.bits, self.seed, self.norm_dtype)
 
     def decode(self, codes: ScalarCodes) -> np.ndarray:
-        """Reconstruct vectors of shape ``(..., d)`` from :class:`ScalarCodes` made by this codec."""
+        """Reconstruct vectors of shape ``(..., d)`` from :class:`ScalarCodes` made by this codec.
+
+        Parameters
+        ----------
+        codes : ScalarCodes
+            Codes made by this codec.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``codes.shape + (d,)``, float64.
+        """
         codes = self._check_codes(codes, ScalarCodes)
         z = self.quantizer.decode(codes.indices.reshape(-1, self.d))
         x = self._rotation.inverse(z) * codes.norms.reshape(-1)[:, None]
@@ -187,6 +208,18 @@ class TurboQuantMSE(_TurboQuantBase):
         """Estimate ``<q, x>`` from the codes, for ``q`` of shape ``(d,)`` or broadcastable ``(..., d)``.
 
         Computed in the rotated domain without reconstructing ``x``.
+
+        Parameters
+        ----------
+        q : array_like
+            Queries, shape ``(d,)`` or ``(..., d)``.
+        codes : ScalarCodes
+            Codes made by this codec.
+
+        Returns
+        -------
+        numpy.ndarray
+            The estimates, of the broadcast leading shape, float64.
         """
         codes = self._check_codes(codes, ScalarCodes)
         qr, out_shape = self._queries(q, codes.shape)
@@ -235,6 +268,16 @@ class TurboQuantProd(_TurboQuantBase):
 
         Raises ``ValueError`` for a wrong last dimension, NaN/Inf, or a norm
         that overflows the header format (use ``norm_dtype="float32"`` then).
+
+        Parameters
+        ----------
+        x : array_like
+            Vectors, shape ``(..., d)``.
+
+        Returns
+        -------
+        QJLCodes
+            Norm headers, level indices, residual norms and sign bits, leading shape ``x.shape[:-1]``.
         """
         lead, header, z = self._split(x)
         indices = None if self.quantizer is None else self.quantizer.encode(z)
@@ -257,7 +300,18 @@ class TurboQuantProd(_TurboQuantBase):
         return self._mse_stage(codes.indices, n) + qjl
 
     def decode(self, codes: QJLCodes) -> np.ndarray:
-        """Unbiased reconstruction of shape ``(..., d)`` from :class:`QJLCodes` made by this codec."""
+        """Unbiased reconstruction of shape ``(..., d)`` from :class:`QJLCodes` made by this codec.
+
+        Parameters
+        ----------
+        codes : QJLCodes
+            Codes made by this codec.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``codes.shape + (d,)``, float64.
+        """
         codes = self._check_codes(codes, QJLCodes)
         x = self._rotation.inverse(self._rotated_direction(codes)) * codes.norms.reshape(-1)[:, None]
         return x.reshape(codes.shape + (self.d,))
@@ -266,6 +320,18 @@ class TurboQuantProd(_TurboQuantBase):
         """Unbiased estimate of ``<q, x>`` from the codes (``q`` of shape ``(d,)`` or ``(..., d)``).
 
         Uses :math:`\\langle \\Pi q, \\hat z_{mse}\\rangle + \\|r\\|\\sqrt{\\pi/2}/d\\,\\langle S\\Pi q, s\\rangle`.
+
+        Parameters
+        ----------
+        q : array_like
+            Queries, shape ``(d,)`` or ``(..., d)``.
+        codes : QJLCodes
+            Codes made by this codec.
+
+        Returns
+        -------
+        numpy.ndarray
+            The unbiased estimates, of the broadcast leading shape, float64.
         """
         codes = self._check_codes(codes, QJLCodes)
         qr, out_shape = self._queries(q, codes.shape)

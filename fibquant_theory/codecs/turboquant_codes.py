@@ -192,11 +192,28 @@ class ScalarCodes(_HeaderCodes):
     _label = "TurboQuant codes"
 
     def select(self, index: Any) -> ScalarCodes:
-        """The codes of ``index`` (any NumPy index into the leading shape), exactly."""
+        """The codes of ``index`` (any NumPy index into the leading shape), exactly.
+
+        Parameters
+        ----------
+        index : int, slice, sequence or numpy.ndarray
+            Any NumPy index into the leading shape.
+
+        Returns
+        -------
+        ScalarCodes
+            The selected codes (a copy), with the leading shape of the index.
+        """
         return ScalarCodes(self.indices[index], self.norm_header[index], self.d, self.bits, self.seed, self.norm_dtype)
 
     def flat(self) -> ScalarCodes:
-        """The same codes with leading shape ``(n,)`` (row-major), exactly."""
+        """The same codes with leading shape ``(n,)`` (row-major), exactly.
+
+        Returns
+        -------
+        ScalarCodes
+            The codes with leading shape ``(n,)``, ``n = prod(shape)``.
+        """
         return ScalarCodes(self.indices.reshape(-1, self.d), self.norm_header.reshape(-1), self.d, self.bits, self.seed, self.norm_dtype)
 
     def _checked_arrays(self, d: int, bits: int, norm_dtype: str) -> list[tuple[str, Any]]:
@@ -248,7 +265,18 @@ class QJLCodes(_HeaderCodes):
     _n_headers = 2
 
     def select(self, index: Any) -> QJLCodes:
-        """The codes of ``index`` (any NumPy index into the leading shape), exactly."""
+        """The codes of ``index`` (any NumPy index into the leading shape), exactly.
+
+        Parameters
+        ----------
+        index : int, slice, sequence or numpy.ndarray
+            Any NumPy index into the leading shape.
+
+        Returns
+        -------
+        QJLCodes
+            The selected codes (a copy), with the leading shape of the index.
+        """
         idx = None if self.indices is None else self.indices[index]
         return QJLCodes(
             idx, self.signs[index], self.residual_header[index], self.norm_header[index],
@@ -256,7 +284,13 @@ class QJLCodes(_HeaderCodes):
         )
 
     def flat(self) -> QJLCodes:
-        """The same codes with leading shape ``(n,)`` (row-major), exactly."""
+        """The same codes with leading shape ``(n,)`` (row-major), exactly.
+
+        Returns
+        -------
+        QJLCodes
+            The codes with leading shape ``(n,)``, ``n = prod(shape)``.
+        """
         return QJLCodes(
             None if self.indices is None else self.indices.reshape(-1, self.d),
             self.signs.reshape(-1, self.d), self.residual_header.reshape(-1), self.norm_header.reshape(-1),

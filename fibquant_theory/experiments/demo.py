@@ -19,12 +19,14 @@ from tqdm.auto import tqdm
 from fibquant_theory._table import format_table
 from fibquant_theory.codecs.registry import make_codec
 from fibquant_theory.config import DEMO_FAMILY_POINTS, DEMO_KV, DEMO_KV_TOKENS, DEMO_RD_POINTS
-from fibquant_theory.experiments.rd import rate_distortion
+from fibquant_theory.experiments.rd import bound_lines, gaussian_reference, rate_distortion
 from fibquant_theory.kv.report import flat_rows, write_csv
 
 __all__ = ["scalar_rd_table", "fibquant_rd_table", "plot_rd", "write_csv", "run_demo", "run_kv_demo", "RD_COLUMNS"]
 
-RD_COLUMNS = ["method", "d", "rate_bits", "mse", "mse_se", "shannon_bound", "gap_db", "ip_mse", "ip_bias"]
+RD_COLUMNS = [
+    "method", "d", "rate_bits", "mse", "mse_se", "gaussian_ref", "gap_db", "shannon_lb", "cap_lb", "ip_mse", "ip_bias",
+]
 
 
 def scalar_rd_table(
@@ -35,7 +37,28 @@ def scalar_rd_table(
     seed: int = 0,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Rate–distortion rows for every ``(method, d, bits)``; see :func:`~fibquant_theory.experiments.rd.rate_distortion`."""
+    """Rate–distortion rows for every ``(method, d, bits)``; see :func:`~fibquant_theory.experiments.rd.rate_distortion`.
+
+    Parameters
+    ----------
+    dims : sequence of int
+        Dimensions.
+    bits : sequence of int
+        Rates.
+    methods : sequence of str
+        Registered scalar methods.
+    n_samples : int
+        Unit vectors per point.
+    seed : int
+        Seed of the codecs and of the samples.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of dict
+        The rows of :func:`~fibquant_theory.experiments.rd.rate_distortion`.
+    """
     grid = [(m, d, b) for m in methods for d in dims for b in bits]
     rows = []
     for method, d, b in tqdm(grid, desc="rate-distortion", disable=not progress):
@@ -44,7 +67,25 @@ def scalar_rd_table(
 
 
 def plot_rd(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Plot MSE against rate (log scale) per method and dimension with the Shannon bound; returns the path."""
+    """Plot MSE against rate (log scale) per method and dimension, with the reference and the bounds; returns the path.
+
+    Besides the measured points: the Gaussian reference :math:`2^{-2b}` (not a bound) and,
+    per dimension, the two lower bounds of
+    :func:`~fibquant_theory.experiments.rd.lower_bounds`: the Shannon lower bound of the
+    smallest-bound block size among the rows' ``slb_block`` (1 when absent) and the cap bound.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Rows of :func:`scalar_rd_table` or :func:`fibquant_rd_table`.
+    path : str or pathlib.Path
+        PNG file to write (its folder is created).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,20 +103,32 @@ def plot_rd(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
             [r["rate_bits"] for r in rs],
             [r["mse"] for r in rs],
             yerr=[2 * r["mse_se"] for r in rs],
-            marker="o",
+            # The curves of the two dimensions nearly coincide: large open circles on solid
+            # lines for the smallest d, small filled squares on dashed lines over them.
+            marker="o" if d == min(r["d"] for r in rows) else "s",
+            ms=8 if d == min(r["d"] for r in rows) else 4,
+            mfc="none" if d == min(r["d"] for r in rows) else None,
+            ls="-" if d == min(r["d"] for r in rows) else "--",
             capsize=2,
             label=f"{method}, d={d}",
         )
     rates = sorted({r["rate_bits"] for r in rows})
     if rates:
         grid = [rates[0] + (rates[-1] - rates[0]) * i / 100 for i in range(101)]
-        ax.plot(grid, [2.0 ** (-2 * b) for b in grid], "k--", label=r"Shannon bound $2^{-2b}$")
+        dims = sorted({int(r["d"]) for r in rows})
+        for i, d in enumerate(dims):
+            lines = bound_lines(d, grid, {int(r.get("slb_block", 1)) for r in rows if int(r["d"]) == d})
+            shade = str(0.15 + 0.4 * i / max(1, len(dims) - 1))
+            ax.plot(grid, lines["shannon_lb"], ls=":", color=shade, lw=1.2, label=f"Shannon lower bound, d={d}")
+            ax.plot(grid, lines["cap_lb"], ls="-.", color=shade, lw=1.2, label=f"cap lower bound, d={d}")
+        ref = [gaussian_reference(b) for b in grid]
+        ax.plot(grid, ref, "k--", lw=1, label=r"Gaussian reference $2^{-2b}$ (not a bound)")
     ax.set_yscale("log")
     ax.set_xlabel("rate b (bits per coordinate)")
     ax.set_ylabel(r"$E\|u-\hat u\|^2$ (unit vectors)")
     ax.set_title("Rate–distortion on uniform unit vectors")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -95,6 +148,24 @@ def fibquant_rd_table(
     ``method`` is ``fibquant k=K`` for the shells design and ``fibquant-FAMILY k=K N=N``
     otherwise (the structured families beside the shells design at the same ``(k, N)``
     are listed as ``fibquant-shells k=K N=N``).
+
+    Parameters
+    ----------
+    dims : sequence of int
+        Dimensions (a point is skipped where ``k`` does not divide ``d``).
+    points : sequence of tuple
+        ``(k, N)`` or ``(k, N, family)``.
+    n_samples : int
+        Unit vectors per point.
+    seed : int
+        Seed of the codecs, of the designs and of the samples.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of dict
+        The rows of :func:`~fibquant_theory.experiments.rd.rate_distortion`, ``method`` renamed as above.
     """
     grid = [(d, *point) for d in dims for point in points if d % point[0] == 0]
     rows = []
@@ -116,6 +187,20 @@ def run_kv_demo(out: Path, max_tokens: int | None = None, progress: bool = True)
     texts (``max_tokens`` each, default :data:`~fibquant_theory.config.DEMO_KV_TOKENS`),
     with the default :class:`~fibquant_theory.kv.evaluate.Protocol`; then greedy
     and beam-search generation with an fp16 and a FibQuant cache. Returns the report.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        Output folder.
+    max_tokens : int, optional
+        Tokens of each text.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    str
+        The KV-cache part of the report.
     """
     from fibquant_theory.kv.cache import CodecCache
     from fibquant_theory.kv.evaluate import Protocol, greedy_generate, kv_eval, load_model, perplexity, tokenize
@@ -162,6 +247,28 @@ def run_demo(
 
     Writes ``rd_scalar.csv``/``rd_scalar.png`` (TurboQuant only) and, with
     ``fibquant``, ``rd_fibquant.csv``/``rd_vs_fibquant.png``; with ``kv``, ``kv_demo.csv``.
+
+    Parameters
+    ----------
+    out : str or pathlib.Path
+        Output folder.
+    n_samples : int
+        Unit vectors per rate–distortion point.
+    seed : int
+        Seed of everything.
+    progress : bool
+        Show progress bars.
+    fibquant : bool
+        Also measure FibQuant.
+    kv : bool
+        Also run the KV-cache part.
+    kv_tokens : int, optional
+        Tokens of each text in the KV part.
+
+    Returns
+    -------
+    str
+        The report that ``fibquant demo`` prints.
     """
     out = Path(out)
     rows = scalar_rd_table(n_samples=n_samples, seed=seed, progress=progress)

@@ -55,13 +55,48 @@ COLUMNS = ["codebook", "N", "encoder", "mse", "penalty_%", "changed_%", "cands",
 
 
 def initial_codebook(d: int, k: int, n_codewords: int) -> SimpleNamespace:
-    """Shell codebook without Lloyd: ``S = 2**floor(log2(N)/2)`` shells of ``N/S`` directions."""
+    """Shell codebook without Lloyd: ``S = 2**floor(log2(N)/2)`` shells of ``N/S`` directions.
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    k : int
+        Block size.
+    n_codewords : int
+        Codebook size ``N``.
+
+    Returns
+    -------
+    types.SimpleNamespace
+        ``points``, ``shell_index``, ``shell_radii``, ``d``, ``k`` (what the searches need).
+    """
     n_shells = 2 ** (int(math.log2(n_codewords)) // 2)
     points, shell_index, radii = shell_codebook(d, k, n_shells, n_codewords // n_shells)
     return SimpleNamespace(points=points, shell_index=shell_index, shell_radii=radii, d=d, k=k)
 
 
 def timed_search(search: NearestCodewordSearch, y: np.ndarray, repeats: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Run a search on ``y`` ``repeats`` times (after a warm-up call) and keep the fastest run.
+
+    Parameters
+    ----------
+    search : NearestCodewordSearch
+        The encoder.
+    y : numpy.ndarray
+        Blocks, shape ``(n, k)``.
+    repeats : int
+        Timed runs.
+
+    Returns
+    -------
+    index : numpy.ndarray
+        Codeword of every block, shape ``(n,)``.
+    distance : numpy.ndarray
+        Squared distances, shape ``(n,)``.
+    seconds : float
+        The fastest run's wall time.
+    """
     search.search(y[:4])  # load compiled kernels outside the timing
     best = math.inf
     for _ in range(repeats):
@@ -74,6 +109,30 @@ def timed_search(search: NearestCodewordSearch, y: np.ndarray, repeats: int) -> 
 def encoder_rows(
     label: str, codebook: Any, y: np.ndarray, d: int, probes: Sequence[int], tops: Sequence[int], repeats: int
 ) -> list[dict[str, Any]]:
+    """One row per encoder (exhaustive first: the reference) on the blocks ``y`` and one codebook.
+
+    Parameters
+    ----------
+    label : str
+        The codebook column.
+    codebook : Codebook-like
+        ``points`` and ``shell_index``.
+    y : numpy.ndarray
+        Blocks, shape ``(n, k)``.
+    d : int
+        Dimension (``d / k`` blocks per vector).
+    probes : sequence of int
+        Probed shells of the two-stage searches.
+    tops : sequence of int
+        ``top`` of the clustered searches.
+    repeats : int
+        Timed runs per encoder.
+
+    Returns
+    -------
+    list of dict
+        The columns of the module docstring.
+    """
     k = codebook.points.shape[1]
     m = d // k
     searches: list[tuple[str, NearestCodewordSearch]] = [("exhaustive", ExhaustiveSearch(codebook.points))]
@@ -109,6 +168,18 @@ def encoder_rows(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Print the table (``python -m fibquant_theory.experiments.encoder_table --help``).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--block", type=int, default=8)

@@ -1,4 +1,4 @@
-"""Held-out MSE of the codebook families at matched rates: shells vs d4 vs e8 vs hurwitz vs TurboQuant (issue #14).
+"""Held-out MSE of the codebook families at matched rates: shells vs d4 vs e8 vs hurwitz vs TurboQuant.
 
 For every dimension ``d`` and every matched operating point ``(k, N)`` it
 designs the codebook of each family with the same ``(d, k, N, seed)`` — so the
@@ -55,7 +55,22 @@ def _bracket(rate: float) -> list[int]:
 
 
 def turboquant_rows(d: int, k: int, rate: float) -> list[dict[str, Any]]:
-    """TurboQuant (scalar Lloyd–Max) at the integer rates bracketing ``rate``; one row each."""
+    """TurboQuant (scalar Lloyd–Max) at the integer rates bracketing ``rate``; one row each.
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    k : int
+        Block size of the FibQuant row.
+    rate : float
+        Its rate in bits per coordinate.
+
+    Returns
+    -------
+    list of dict
+        One row per integer rate ``floor(rate)`` and ``ceil(rate)`` in ``[1, 8]``.
+    """
     return [
         {"d": d, "k": k, "N": 2 ** (b * k), "rate_bits": float(b), "codebook": f"turboquant b={b}",
          "heldout_mse": lloyd_max_scalar(d, b).mse}
@@ -111,7 +126,18 @@ def family_rows(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the table (``python -m fibquant_theory.experiments.family_table --help``)."""
+    """Print the table (``python -m fibquant_theory.experiments.family_table --help``).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Command-line arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0.
+    """
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dims", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--seed", type=int, default=0)

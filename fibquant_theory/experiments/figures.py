@@ -6,8 +6,10 @@ r"""Codebook figures (the ``fibquant figures`` command).
   codebook of the winning restart, solid markers the Lloyd–Max codewords.
 * ``fig3_mse_vs_rate.png`` — held-out MSE per coordinate against the rate
   :math:`b = \log_2(N)/k` at ``d = 64`` for :math:`k\in\{1,2,4,8,16,32\}`,
-  scalar TurboQuant (Lloyd–Max, exact) at the integer rates and the Shannon
-  bound :math:`2^{-2b}/d`.
+  scalar TurboQuant (Lloyd–Max, exact) at the integer rates, the two lower bounds of
+  :func:`~fibquant_theory.experiments.rd.lower_bounds` (the Shannon lower bound of the
+  largest plotted block, which bounds every curve, and the cap bound), per coordinate,
+  and the Gaussian reference :math:`2^{-2b}/d` (not a bound).
 
 Codebooks come from :func:`~fibquant_theory.codebooks.design.design_codebook` (and its
 cache); ``quick=True`` uses fewer samples, one restart and fewer rates.
@@ -27,6 +29,7 @@ from fibquant_theory.codebooks.codebook import Codebook
 from fibquant_theory.codebooks.design import design_codebook
 from fibquant_theory.codebooks.lloyd import nearest_codeword
 from fibquant_theory.config import FIGURES_FULL, FIGURES_QUICK
+from fibquant_theory.experiments.rd import bound_lines
 from fibquant_theory.theory.scalar import lloyd_max_scalar
 from fibquant_theory.theory.source import SphericalBeta
 
@@ -82,7 +85,7 @@ def _voronoi_panel(ax: Any, cb: Codebook, resolution: int = 500) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(
-        f"d={cb.d}, N={cb.n_codewords} (b={cb.rate_bits:g})\nS={cb.n_shells}, MSE={cb.heldout_mse:.4f}", fontsize=8
+        f"d={cb.d}, N={cb.n_codewords} (b={cb.rate_bits:g})\nS={cb.n_shells}, MSE={cb.heldout_mse:.4f}", fontsize=11
     )
 
 
@@ -112,20 +115,27 @@ def plot_codebooks_k2(
         Use the codebook cache.
     progress : bool
         Show a progress bar.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     plt = _pyplot()
     opts = FIGURES_QUICK if quick else FIGURES_FULL
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(
-        len(dims), len(sizes), figsize=(2.6 * len(sizes), 3.0 * len(dims)), squeeze=False, layout="constrained"
+        len(dims), len(sizes), figsize=(2.2 * len(sizes), 2.6 * len(dims)), squeeze=False, layout="constrained"
     )
     jobs = [(i, j, d, n) for i, d in enumerate(dims) for j, n in enumerate(sizes)]
     for i, j, d, n in tqdm(jobs, desc="Fig. 2 codebooks", disable=not progress):
         cb = design_codebook(d, 2, n, seed=seed, cache=cache, **opts)
         _voronoi_panel(axes[i, j], cb)
-    axes[0, 0].legend(loc="lower left", fontsize=6, framealpha=0.6)
-    fig.suptitle(r"FibQuant $k=2$ codebooks on $B^2$ over the density $f_{d,2}$ (open: initial, solid: Lloyd–Max)")
+    axes[0, 0].legend(loc="lower left", fontsize=9, framealpha=0.6)
+    fig.suptitle(
+        "FibQuant $k=2$ codebooks on $B^2$ over the density $f_{d,2}$\n(open: initial, solid: Lloyd–Max)", fontsize=12
+    )
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
@@ -137,6 +147,18 @@ def rate_grid(k: int, *, quick: bool = False) -> list[int]:
     Full: ``N = round(2^{j/2})`` for ``k <= 4`` (rate steps of ``1/(2k)``), powers of two otherwise,
     capped at 16 (k=1), 256 (k=2), 4096 (k=4, 8) and 1024 (k=16, 32). Quick: powers of two up to
     16 (k=1) or 64.
+
+    Parameters
+    ----------
+    k : int
+        Block size.
+    quick : bool
+        The quick grid.
+
+    Returns
+    -------
+    list of int
+        The sizes ``N``, increasing.
     """
     if quick:
         cap = 16 if k == 1 else 64
@@ -218,7 +240,12 @@ def plot_mse_vs_rate(
         label="TurboQuant (scalar)",
     )
     b = np.linspace(min(r["rate_bits"] for r in rows) * 0.9, 4.05, 200)
-    ax.plot(b, 2.0 ** (-2 * b) / d, "k--", lw=1, label=r"Shannon bound $2^{-2b}/d$")
+    lines = bound_lines(d, b.tolist(), set(blocks) | {1})
+    ax.plot(b, np.asarray(lines["shannon_lb"]) / d, ":", color="0.3", lw=1.2,
+            label=f"Shannon lower bound (k={max(k for k in set(blocks) | {1} if k < d)} block)")
+    ax.plot(b, np.asarray(lines["cap_lb"]) / d, "-.", color="0.3", lw=1.2, label="cap lower bound")
+    ax.plot(b, np.asarray(lines["gaussian_ref"]) / d, "k--", lw=1,
+            label=r"Gaussian reference $2^{-2b}/d$ (not a bound)")
     ax.set_yscale("log")
     ax.set_xlabel(r"rate $b=\log_2(N)/k$ (bits per coordinate)")
     ax.set_ylabel("held-out MSE per coordinate")
@@ -232,7 +259,24 @@ def plot_mse_vs_rate(
 
 
 def make_figures(out: str | Path = "build/figures", *, quick: bool = False, seed: int = 0, progress: bool = True) -> list[Path]:
-    """Write :data:`FIG2_NAME` and :data:`FIG3_NAME` under ``out``; returns their paths."""
+    """Write :data:`FIG2_NAME` and :data:`FIG3_NAME` under ``out``; returns their paths.
+
+    Parameters
+    ----------
+    out : str or pathlib.Path
+        Output folder.
+    quick : bool
+        Fewer samples and rates.
+    seed : int
+        Design seed.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The two PNG files.
+    """
     out = Path(out)
     p2 = plot_codebooks_k2(out / FIG2_NAME, seed=seed, quick=quick, progress=progress)
     p3, _ = plot_mse_vs_rate(out / FIG3_NAME, seed=seed, quick=quick, progress=progress)

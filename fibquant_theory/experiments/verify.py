@@ -80,17 +80,52 @@ def run_checks(only: Sequence[str] | None = None, *, progress: bool = False) -> 
 
 
 def verify(only: Sequence[str] | None = None, *, progress: bool = False) -> list[dict[str, Any]]:
-    """Run all checks and return their JSON records ``{"name", "passed", "value", "expected", "tolerance"}``."""
+    """Run all checks and return their JSON records ``{"name", "passed", "value", "expected", "tolerance"}``.
+
+    Parameters
+    ----------
+    only : sequence of str, optional
+        Keys of :data:`PROOF_MODULES` (default: all).
+    progress : bool, default False
+        Show a progress bar.
+
+    Returns
+    -------
+    list of dict
+        One JSON record per check.
+    """
     return [c.as_record() for c in run_checks(only, progress=progress)]
 
 
 def all_passed(records: Sequence[Any]) -> bool:
-    """``True`` when every record (dict or Check) passed and there is at least one."""
+    """``True`` when every record (dict or Check) passed and there is at least one.
+
+    Parameters
+    ----------
+    records : sequence of dict or Check
+        Records of :func:`verify` or checks of :func:`run_checks`.
+
+    Returns
+    -------
+    bool
+        Whether there is at least one record and all passed.
+    """
     return bool(records) and all((r["passed"] if isinstance(r, dict) else r.passed) for r in records)
 
 
 def format_report(checks: Sequence[Any]) -> str:
-    """Aligned table of ``Check`` objects (with relation and timing) plus a one-line summary."""
+    """Aligned table of ``Check`` objects (with relation and timing) plus a one-line summary.
+
+    Parameters
+    ----------
+    checks : sequence of Check
+        Checks of :func:`run_checks`.
+
+    Returns
+    -------
+    str
+        The table and the summary line.
+    """
     rows = []
     for c in checks:
         rows.append({

@@ -206,7 +206,18 @@ def matmul_rows(x: object, m: object) -> np.ndarray:
 
 
 def row_sumsq(x: object) -> np.ndarray:
-    """:math:`\\sum_t x_t^2` of every row of ``x (..., d)``, in increasing ``t``; shape ``(...)``."""
+    """:math:`\\sum_t x_t^2` of every row of ``x (..., d)``, in increasing ``t``; shape ``(...)``.
+
+    Parameters
+    ----------
+    x : array_like
+        Rows, shape ``(..., d)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The sums of squares, shape ``(...)``, float64.
+    """
     rows, shape = _rows(x, "x")
     out = np.empty(rows.shape[0])
     if rows.shape[0]:
@@ -215,7 +226,18 @@ def row_sumsq(x: object) -> np.ndarray:
 
 
 def row_dots(a: object, b: object) -> np.ndarray:
-    """:math:`\\sum_t a_t b_t` of matching rows of ``a`` and ``b`` (broadcast to one shape ``(..., d)``)."""
+    """:math:`\\sum_t a_t b_t` of matching rows of ``a`` and ``b`` (broadcast to one shape ``(..., d)``).
+
+    Parameters
+    ----------
+    a, b : array_like
+        Rows of ``d`` numbers, broadcast against each other to one shape ``(..., d)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The dot products, shape ``(...)``, float64, summed in increasing ``t``.
+    """
     a_arr, b_arr = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
     ra, shape = _rows(a_arr, "a")
     rb, _ = _rows(b_arr, "b")
@@ -231,6 +253,16 @@ def row_norms(x: object) -> np.ndarray:
     Rows whose largest entry lies outside :math:`[2^{-500}, 2^{500}]` are scaled
     by a power of two first, so the norm neither overflows (entries up to the
     float64 maximum) nor underflows. NaN entries give NaN.
+
+    Parameters
+    ----------
+    x : array_like
+        Rows, shape ``(..., d)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The norms, shape ``(...)``, float64.
     """
     rows, shape = _rows(x, "x")
     out = np.empty(rows.shape[0])

@@ -17,9 +17,8 @@ tests check them against mpmath/SciPy); what they buy is reproducibility.
 * :func:`lgamma`, :func:`betainc`, :func:`betaincinv`: the regularised
   incomplete Beta function by its continued fraction, and its inverse by a
   bracketed Newton iteration.
-* :func:`normal_from_bits`, :func:`beta_from_bits`: normal and Beta variates by
-  the inverse CDF of 53-bit random integers (NumPy's own normal, exponential and
-  gamma samplers call the C library's ``log1p``/``pow`` and differ by machine).
+
+Random variates built on them are in :mod:`fibquant_theory.numerics.portable_random`.
 """
 
 from __future__ import annotations
@@ -30,9 +29,6 @@ import numpy as np
 from numba import njit, vectorize
 
 __all__ = [
-    "BITS_RANGE",
-    "beta_from_bits",
-    "normal_from_bits",
     "betainc",
     "betaincc",
     "betaincinv",
@@ -382,27 +378,6 @@ def _betaincinv(a, b, q):  # pragma: no cover - compiled
     return _beta_quantile(a, b, q, False)
 
 
-#: 2**-53: the spacing of the uniform grid of :func:`normal_from_bits`.
-_ULP53 = 2.0**-53
-_HALF_RANGE = 1 << 52
-
-
-@njit("float64(int64)", cache=True, nogil=True, error_model="numpy")
-def _normal_from_bits(j):  # pragma: no cover - compiled
-    """Standard normal quantile at ``(j + 1/2) 2^-53`` for ``0 <= j < 2^53`` (exactly symmetric, never infinite)."""
-    if j < _HALF_RANGE:
-        return _ndtri((j + 0.5) * _ULP53)
-    return -_ndtri(((2 * _HALF_RANGE - 1 - j) + 0.5) * _ULP53)
-
-
-@njit("float64(int64, float64, float64)", cache=True, nogil=True, error_model="numpy")
-def _beta_from_bits(j, a, b):  # pragma: no cover - compiled
-    """``Beta(a, b)`` quantile at ``(j + 1/2) 2^-53``, the upper half solved in the upper tail."""
-    if j < _HALF_RANGE:
-        return _beta_quantile(a, b, (j + 0.5) * _ULP53, False)
-    return _beta_quantile(a, b, ((2 * _HALF_RANGE - 1 - j) + 0.5) * _ULP53, True)
-
-
 # ----------------------------------------------------------------------------- array wrappers
 @vectorize(["float64(float64)"], cache=True)
 def _exp_u(x):  # pragma: no cover - compiled
@@ -454,32 +429,55 @@ def _betaincinv_u(a, b, q):  # pragma: no cover - compiled
     return _betaincinv(a, b, q)
 
 
-@vectorize(["float64(int64)"], cache=True)
-def _normal_from_bits_u(j):  # pragma: no cover - compiled
-    return _normal_from_bits(j)
-
-
-@vectorize(["float64(int64, float64, float64)"], cache=True)
-def _beta_from_bits_u(j, a, b):  # pragma: no cover - compiled
-    return _beta_from_bits(j, a, b)
-
-
 def _f8(x: object) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
 def exp(x: object) -> np.ndarray:
-    """:math:`e^x`, elementwise (float64, within about 1 ulp)."""
+    """:math:`e^x`, elementwise (float64, within about 1 ulp).
+
+    Parameters
+    ----------
+    x : array_like
+        Arguments.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values, of ``x``'s shape, float64.
+    """
     return _exp_u(_f8(x))
 
 
 def log(x: object) -> np.ndarray:
-    """Natural logarithm, elementwise (``-inf`` at 0, NaN below 0; within about 1 ulp)."""
+    """Natural logarithm, elementwise (``-inf`` at 0, NaN below 0; within about 1 ulp).
+
+    Parameters
+    ----------
+    x : array_like
+        Arguments.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values, of ``x``'s shape, float64.
+    """
     return _log_u(_f8(x))
 
 
 def log1p(x: object) -> np.ndarray:
-    """:math:`\\log(1 + x)`, accurate for small ``x``, elementwise."""
+    """:math:`\\log(1 + x)`, accurate for small ``x``, elementwise.
+
+    Parameters
+    ----------
+    x : array_like
+        Arguments, ``>= -1``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values, of ``x``'s shape, float64.
+    """
     return _log1p_u(_f8(x))
 
 
@@ -488,69 +486,104 @@ def sincos_turns(t: object) -> tuple[np.ndarray, np.ndarray]:
 
     The reduction is exact: ``t`` modulo 1 and the octant ``floor(8 t)`` need no
     rounding, so large arguments lose no accuracy beyond that of ``t`` itself.
+
+    Parameters
+    ----------
+    t : array_like
+        Angles in turns (``1`` is a full turn).
+
+    Returns
+    -------
+    sin : numpy.ndarray
+        The sines, of ``t``'s shape, float64.
+    cos : numpy.ndarray
+        The cosines, of ``t``'s shape, float64.
     """
     arr = _f8(t)
     return _sin_turns_u(arr), _cos_turns_u(arr)
 
 
 def ndtri(p: object) -> np.ndarray:
-    """Inverse of the standard normal CDF for ``p`` in ``[0, 1]`` (``-inf``/``inf`` at the ends), elementwise."""
+    """Inverse of the standard normal CDF for ``p`` in ``[0, 1]`` (``-inf``/``inf`` at the ends), elementwise.
+
+    Parameters
+    ----------
+    p : array_like
+        Probabilities in ``[0, 1]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The quantiles, of ``p``'s shape, float64.
+    """
     return _ndtri_u(_f8(p))
 
 
 def lgamma(x: object) -> np.ndarray:
-    """:math:`\\log\\Gamma(x)` for ``x > 0``, elementwise (NaN otherwise)."""
+    """:math:`\\log\\Gamma(x)` for ``x > 0``, elementwise (NaN otherwise).
+
+    Parameters
+    ----------
+    x : array_like
+        Arguments.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values, of ``x``'s shape, float64.
+    """
     return _lgamma_u(_f8(x))
 
 
 def betainc(a: object, b: object, x: object) -> np.ndarray:
-    """Regularised incomplete Beta function :math:`I_x(a, b)` (``a, b > 0``, ``x`` clipped to ``[0, 1]``)."""
+    """Regularised incomplete Beta function :math:`I_x(a, b)` (``a, b > 0``, ``x`` clipped to ``[0, 1]``).
+
+    Parameters
+    ----------
+    a, b : array_like
+        Parameters, ``> 0``.
+    x : array_like
+        Arguments (clipped to ``[0, 1]``); ``a``, ``b`` and ``x`` broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values, of the broadcast shape, float64.
+    """
     return _betainc_u(_f8(a), _f8(b), _f8(x))
 
 
 def betaincc(a: object, b: object, x: object) -> np.ndarray:
-    """:math:`1 - I_x(a, b)`, computed directly in the upper tail (full relative precision there)."""
+    """:math:`1 - I_x(a, b)`, computed directly in the upper tail (full relative precision there).
+
+    Parameters
+    ----------
+    a, b : array_like
+        Parameters, ``> 0``.
+    x : array_like
+        Arguments in ``[0, 1]``; ``a``, ``b`` and ``x`` broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values, of the broadcast shape, float64.
+    """
     return _betaincc_u(_f8(a), _f8(b), _f8(x))
 
 
 def betaincinv(a: object, b: object, q: object) -> np.ndarray:
-    """Inverse of :func:`betainc` in ``x``: the quantile of the :math:`\\mathrm{Beta}(a, b)` law at level ``q``."""
+    """Inverse of :func:`betainc` in ``x``: the quantile of the :math:`\\mathrm{Beta}(a, b)` law at level ``q``.
+
+    Parameters
+    ----------
+    a, b : array_like
+        Parameters, ``> 0``.
+    q : array_like
+        Levels in ``[0, 1]``; ``a``, ``b`` and ``q`` broadcast together.
+
+    Returns
+    -------
+    numpy.ndarray
+        The quantiles in ``[0, 1]``, of the broadcast shape, float64.
+    """
     return _betaincinv_u(_f8(a), _f8(b), _f8(q))
-
-
-#: Exclusive upper end of the integers :func:`normal_from_bits` and :func:`beta_from_bits` take.
-BITS_RANGE = 1 << 53
-
-
-def _bits(j: object) -> np.ndarray:
-    arr = np.asarray(j)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"bits must be integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= BITS_RANGE):
-        raise ValueError("bits must lie in [0, 2**53)")
-    return arr
-
-
-def normal_from_bits(j: object) -> np.ndarray:
-    r"""Standard normal variates from 53-bit integers: :func:`ndtri` at :math:`(j + \tfrac12)\,2^{-53}`.
-
-    For ``j`` uniform on ``[0, 2**53)`` (e.g. ``rng.integers(0, 2**53, n)``) the
-    result is a standard normal sample, exactly symmetric and at most about 8.3
-    in absolute value. Unlike NumPy's ziggurat, whose tail uses the C library's
-    ``log1p``, it has the same bits on every machine.
-    """
-    return _normal_from_bits_u(_bits(j))
-
-
-def beta_from_bits(j: object, a: float, b: float) -> np.ndarray:
-    r""":math:`\mathrm{Beta}(a, b)` variates from 53-bit integers, by the inverse CDF at :math:`(j + \tfrac12)\,2^{-53}`.
-
-    Levels above 1/2 are solved in the upper tail, so both tails keep their
-    relative precision. Same bits on every machine.
-    """
-    a = float(a)
-    b = float(b)
-    if not (a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)):
-        raise ValueError(f"Beta parameters must be finite and > 0, got a={a}, b={b}")
-    return _beta_from_bits_u(_bits(j), a, b)

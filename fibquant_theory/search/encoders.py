@@ -379,6 +379,11 @@ def make_search(encoder: str, codebook: Any, **options: Any) -> NearestCodewordS
     **options
         ``probes`` (two-stage); ``n_clusters``, ``top``, ``seed`` (clustered).
         Options of the other encoders are ignored; unknown options raise.
+
+    Returns
+    -------
+    NearestCodewordSearch
+        The search object; its ``search(y)`` returns indices and squared distances.
     """
     known = {"probes", "n_clusters", "top", "seed"}
     unknown = set(options) - known
@@ -413,5 +418,12 @@ def nearest_codeword(y: object, points: object) -> tuple[np.ndarray, np.ndarray]
         Blocks of shape ``(n, k)``.
     points : array_like
         Codebook of shape ``(N, k)``.
+
+    Returns
+    -------
+    index : numpy.ndarray
+        Index of the nearest codeword of every block, shape ``(n,)``.
+    distance : numpy.ndarray
+        Its squared Euclidean distance, shape ``(n,)``, float64.
     """
     return ExhaustiveSearch(points).search(y)

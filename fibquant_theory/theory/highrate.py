@@ -70,6 +70,14 @@ from typing import Any
 from scipy import special
 
 from fibquant_theory._validation import check_dim_block, check_int
+# The low-rate bounds live in theory/_bounds.py; re-exported here, their public home (proofs/sub_one_bit.py uses them).
+from fibquant_theory.theory._bounds import (  # noqa: F401
+    _cap_distortion,
+    _log_incomplete_beta_inverse,
+    block_entropy,
+    shannon_lower_bound,
+    sphere_cap_bound,
+)
 from fibquant_theory.theory.source import log_normalizer as _source_log_normalizer
 
 __all__ = [
@@ -95,7 +103,18 @@ __all__ = [
 
 
 def db(ratio: float) -> float:
-    """``10 log10(ratio)``: a distortion ratio in decibels."""
+    """``10 log10(ratio)``: a distortion ratio in decibels.
+
+    Parameters
+    ----------
+    ratio : float
+        A ratio of distortions, ``> 0``.
+
+    Returns
+    -------
+    float
+        ``10 log10(ratio)``.
+    """
     return 10.0 * math.log10(ratio)
 
 
@@ -167,13 +186,34 @@ def sphere_bound_G(k: int) -> float:
 
     No quantizer in ``k`` dimensions (lattice or not) has a smaller normalised
     second moment; the bound is the second moment of a ball.
+
+    Parameters
+    ----------
+    k : int
+        Dimension, ``>= 1``.
+
+    Returns
+    -------
+    float
+        The bound.
     """
     k = check_int(k, "k", minimum=1)
     return math.exp(2.0 / k * _log_gamma_half_k(k)) / ((k + 2) * math.pi)
 
 
 def zador_upper_G(k: int) -> float:
-    r"""Zador's random-coding upper bound :math:`\Gamma(k/2+1)^{2/k}\Gamma(1+2/k)/(k\pi)`."""
+    r"""Zador's random-coding upper bound :math:`\Gamma(k/2+1)^{2/k}\Gamma(1+2/k)/(k\pi)`.
+
+    Parameters
+    ----------
+    k : int
+        Dimension, ``>= 1``.
+
+    Returns
+    -------
+    float
+        The bound.
+    """
     k = check_int(k, "k", minimum=1)
     return math.exp(2.0 / k * _log_gamma_half_k(k)) * math.gamma(1.0 + 2.0 / k) / (k * math.pi)
 
@@ -183,6 +223,16 @@ def best_known_G(k: int) -> LatticeSecondMoment:
 
     The sphere bound is optimistic (not achievable by any lattice); the returned
     record's ``status`` says which one it is.
+
+    Parameters
+    ----------
+    k : int
+        Dimension, ``>= 1``.
+
+    Returns
+    -------
+    LatticeSecondMoment
+        The value of :math:`G_k`, the lattice's name, its status and its source.
     """
     k = check_int(k, "k", minimum=1)
     if k in LATTICE_SECOND_MOMENTS:
@@ -205,6 +255,18 @@ def log_normalizer(d: int, k: int) -> float:
     r""":math:`\log c_{d,k} = \log\Gamma(d/2) - \frac k2\log\pi - \log\Gamma((d-k)/2)` (``k < d``).
 
     The package's one implementation, :func:`fibquant_theory.theory.source.log_normalizer`.
+
+    Parameters
+    ----------
+    d : int
+        Dimension of the unit vector.
+    k : int
+        Block size, ``1 <= k < d``.
+
+    Returns
+    -------
+    float
+        :math:`\log c_{d,k}`.
     """
     d, k = _check_density(d, k)
     return _source_log_normalizer(d, k)
@@ -237,18 +299,55 @@ def log_power_integral(d: int, k: int, alpha: float) -> float:
 
 
 def zador_functional(d: int, k: int) -> float:
-    r"""Zador functional :math:`h_{d,k} = (\int f_{d,k}^{k/(k+2)})^{(k+2)/k}` (``k < d``)."""
+    r"""Zador functional :math:`h_{d,k} = (\int f_{d,k}^{k/(k+2)})^{(k+2)/k}` (``k < d``).
+
+    Parameters
+    ----------
+    d : int
+        Dimension of the unit vector.
+    k : int
+        Block size, ``1 <= k < d``.
+
+    Returns
+    -------
+    float
+        :math:`h_{d,k}`.
+    """
     d, k = _check_density(d, k)
     return math.exp((k + 2) / k * log_power_integral(d, k, k / (k + 2)))
 
 
 def scalar_functional(d: int) -> float:
-    r"""The scalar functional :math:`h_{d,1} = (\int_{-1}^1 f_{d,1}^{1/3})^3`."""
+    r"""The scalar functional :math:`h_{d,1} = (\int_{-1}^1 f_{d,1}^{1/3})^3`.
+
+    Parameters
+    ----------
+    d : int
+        Dimension of the unit vector, ``>= 2``.
+
+    Returns
+    -------
+    float
+        :math:`h_{d,1}`.
+    """
     return zador_functional(d, 1)
 
 
 def product_zador_functional(d: int, k: int) -> float:
-    r"""Zador functional of the product of ``k`` marginals: :math:`(\int f_{d,1}^{k/(k+2)})^{k+2}`."""
+    r"""Zador functional of the product of ``k`` marginals: :math:`(\int f_{d,1}^{k/(k+2)})^{k+2}`.
+
+    Parameters
+    ----------
+    d : int
+        Dimension of the unit vector.
+    k : int
+        Block size, ``1 <= k < d``.
+
+    Returns
+    -------
+    float
+        The functional of the product density.
+    """
     d, k = _check_density(d, k)
     return math.exp((k + 2) * log_power_integral(d, 1, k / (k + 2)))
 
@@ -302,7 +401,13 @@ class GainDecomposition:
     sphere_bound_cell_db: float
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields as a plain dict (for tables and JSON)."""
+        """The fields as a plain dict (for tables and JSON).
+
+        Returns
+        -------
+        dict of str to Any
+            Field name -> value.
+        """
         return asdict(self)
 
 
@@ -340,6 +445,13 @@ def gain_table(
 ) -> list[dict[str, Any]]:
     """Rows of :func:`gain_decomposition` for every valid ``(d, k)`` with ``k < d``.
 
+    Parameters
+    ----------
+    ks : iterable of int
+        Block sizes.
+    ds : iterable of int
+        Dimensions.
+
     Returns
     -------
     list of dict
@@ -352,107 +464,3 @@ def gain_table(
                 rows.append(gain_decomposition(d, k).as_dict())
     return rows
 
-
-# --------------------------------------------------------------- low-rate bounds
-def block_entropy(d: int, k: int) -> float:
-    r"""Differential entropy of :math:`f_{d,k}` in bits.
-
-    :math:`h = -\log c_{d,k} - a\,E\log(1-\|y\|^2)` with
-    :math:`1-\|y\|^2\sim\mathrm{Beta}((d-k)/2, k/2)`, so
-    :math:`E\log(1-\|y\|^2) = \psi((d-k)/2)-\psi(d/2)`.
-    """
-    d, k = _check_density(d, k)
-    a = (d - k - 2) / 2.0
-    nats = -log_normalizer(d, k) - a * (special.digamma((d - k) / 2.0) - special.digamma(d / 2.0))
-    return float(nats / math.log(2.0))
-
-
-def shannon_lower_bound(d: int, k: int, rate_bits: float) -> float:
-    r"""Shannon lower bound on the full unit-vector MSE of any ``k``-block code at ``b`` bits/coord.
-
-    Per block :math:`D \ge \frac{k}{2\pi e}2^{\frac2k(h(f_{d,k}) - kb)}`; times ``d/k`` blocks:
-    :math:`D_{\text{vec}} \ge \frac{d}{2\pi e}\,2^{2h(f_{d,k})/k}\,2^{-2b}`.
-    Valid for every quantizer that codes each ``k``-block with ``k b`` bits (fixed or
-    variable rate), in particular FibQuant (``k``) and TurboQuant (any ``k``: it is a block code too).
-    """
-    d, k = _check_density(d, k)
-    b = float(rate_bits)
-    if not (b >= 0 and math.isfinite(b)):
-        raise ValueError(f"rate_bits must be >= 0 and finite, got {rate_bits}")
-    return d / (2.0 * math.pi * math.e) * 2.0 ** (2.0 * block_entropy(d, k) / k - 2.0 * b)
-
-
-def sphere_cap_bound(d: int, rate_bits: float) -> float:
-    r"""Cap lower bound on :math:`E\|u-\hat u\|^2` of any quantizer of the whole unit vector.
-
-    A quantizer with :math:`N = 2^{db}` cells has distortion at least that of one
-    spherical cap of probability :math:`1/N` reconstructed at its centroid:
-    :math:`D \ge 1 - m(\tau)^2` with :math:`P(u_1\ge\tau) = 1/N` and
-    :math:`m(\tau) = E[u_1\mid u_1\ge\tau]` (bathtub principle per cell, then the
-    tangent of :math:`\varphi(p) = p(1-m(p)^2)` at :math:`p = 1/N` as a supporting line,
-    which :mod:`fibquant_theory.proofs.sub_one_bit` checks numerically).
-
-    Parameters
-    ----------
-    d : int
-        Dimension, ``d >= 2``.
-    rate_bits : float
-        Bits per coordinate ``b >= 0`` (``d b`` bits per vector).
-
-    Returns
-    -------
-    float
-        The bound (``1`` at ``b = 0``).
-    """
-    d = check_int(d, "d (dimension)", minimum=2)
-    b = float(rate_bits)
-    if not (b >= 0 and math.isfinite(b)):
-        raise ValueError(f"rate_bits must be >= 0 and finite, got {rate_bits}")
-    return _cap_distortion(d, -d * b)  # one cap of probability 2^{-db}
-
-
-def _log_incomplete_beta_inverse(h: float, log_target: float) -> float:
-    """``log w`` with ``I_w(h, 1/2) = exp(log_target)``, also far below the float range of ``betaincinv``."""
-    if log_target > -600.0:
-        return math.log(special.betaincinv(h, 0.5, math.exp(log_target)))
-    # I_w(h, 1/2) = w^h (1-w)^(1/2) 2F1(h+1/2, 1; h+1; w) / (h B(h, 1/2)); Newton in log w (slope ~ h).
-    const = math.log(h) + special.betaln(h, 0.5)
-    lw = (log_target + const) / h
-    for _ in range(50):
-        w = math.exp(lw)
-        val = h * lw + 0.5 * math.log1p(-w) - const + math.log(special.hyp2f1(h + 0.5, 1.0, h + 1.0, w)) - log_target
-        step = val / h
-        lw -= step
-        if abs(step) < 1e-15 * max(1.0, abs(lw)):
-            break
-    return lw
-
-
-def _cap_distortion(d: int, log2_p: float) -> float:
-    """``1 - m^2`` for the cap ``{u_1 >= tau}`` of probability ``2**log2_p``, without cancellation.
-
-    With ``w = 1 - tau^2`` and ``h = (d-1)/2``: ``P = I_w(h, 1/2) / 2`` and, for ``tau >= 0``,
-    ``m = 1 / 2F1(1/2, h; h+1; w)``; writing ``2F1 = 1 + S`` (``S`` summed as a series),
-    ``1 - m^2 = S (2 + S) / (1 + S)^2`` keeps full relative precision when the cap is tiny.
-    """
-    if log2_p >= 0.0:
-        return 1.0
-    h = (d - 1) / 2.0
-    log_p = log2_p * math.log(2.0)
-    if log2_p <= -1.0:
-        w = math.exp(_log_incomplete_beta_inverse(h, math.log(2.0) + log_p))
-        if w < 0.5:
-            term, total, n = 1.0, 0.0, 0
-            while True:
-                n += 1
-                term *= (n - 0.5) * (h + n - 1.0) / ((h + n) * n) * w
-                total += term
-                if term <= 1e-17 * total:
-                    break
-        else:
-            total = float(special.hyp2f1(0.5, h, h + 1.0, w)) - 1.0
-        return total * (2.0 + total) / (1.0 + total) ** 2
-    # p > 1/2: tau < 0 and the odd part of t f cancels on [tau, |tau|]; P(u_1 >= |tau|) = 1 - p.
-    log_w = math.log(special.betaincinv(h, 0.5, 2.0 * (1.0 - 2.0**log2_p)))
-    log_m = _source_log_normalizer(d, 1) - math.log(d - 1) + h * log_w - log_p
-    return float(-math.expm1(2.0 * log_m))

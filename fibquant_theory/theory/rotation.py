@@ -119,12 +119,34 @@ class Rotation(ABC):
         return np.ascontiguousarray(arr.reshape(-1, self.d)), arr.shape
 
     def forward(self, u: object) -> np.ndarray:
-        """:math:`\\Pi u` for rows ``u`` of shape ``(..., d)``; returns ``(..., d)`` float64."""
+        """:math:`\\Pi u` for rows ``u`` of shape ``(..., d)``; returns ``(..., d)`` float64.
+
+        Parameters
+        ----------
+        u : array_like
+            Rows, shape ``(..., d)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            The rotated rows, shape ``(..., d)``, float64.
+        """
         rows, shape = self._rows(u, "u")
         return self._apply(rows, False).reshape(shape)
 
     def inverse(self, z: object) -> np.ndarray:
-        """:math:`\\Pi^\\top z` for rows ``z`` of shape ``(..., d)``; returns ``(..., d)`` float64."""
+        """:math:`\\Pi^\\top z` for rows ``z`` of shape ``(..., d)``; returns ``(..., d)`` float64.
+
+        Parameters
+        ----------
+        z : array_like
+            Rows, shape ``(..., d)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            The rows rotated back, shape ``(..., d)``, float64.
+        """
         rows, shape = self._rows(z, "z")
         return self._apply(rows, True).reshape(shape)
 
@@ -204,17 +226,58 @@ class RandomizedHadamard(Rotation):
 
 
 def dense_rotation(d: int, seed: int = 0) -> DenseRotation:
-    """The dense Haar rotation of :func:`haar_orthogonal` as a :class:`Rotation` object."""
+    """The dense Haar rotation of :func:`haar_orthogonal` as a :class:`Rotation` object.
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    seed : int, default 0
+        Seed of the Gaussian matrix.
+
+    Returns
+    -------
+    DenseRotation
+        The rotation.
+    """
     return DenseRotation(d, seed)
 
 
 def randomized_hadamard(d: int, seed: int = 0) -> RandomizedHadamard:
-    """The randomized Hadamard rotation :math:`H D/\\sqrt d` (``d`` a power of two); see :class:`RandomizedHadamard`."""
+    """The randomized Hadamard rotation :math:`H D/\\sqrt d` (``d`` a power of two); see :class:`RandomizedHadamard`.
+
+    Parameters
+    ----------
+    d : int
+        Dimension, a power of two.
+    seed : int, default 0
+        Seed of the random signs.
+
+    Returns
+    -------
+    RandomizedHadamard
+        The rotation.
+    """
     return RandomizedHadamard(d, seed)
 
 
 def make_rotation(kind: str, d: int, seed: int = 0) -> Rotation:
-    """Build the shared rotation ``kind`` (``"haar"`` or ``"hadamard"``) of dimension ``d`` from ``seed``."""
+    """Build the shared rotation ``kind`` (``"haar"`` or ``"hadamard"``) of dimension ``d`` from ``seed``.
+
+    Parameters
+    ----------
+    kind : {"haar", "hadamard"}
+        Which rotation.
+    d : int
+        Dimension (a power of two for ``"hadamard"``).
+    seed : int, default 0
+        Seed of the rotation.
+
+    Returns
+    -------
+    Rotation
+        The rotation: ``forward`` applies it, ``inverse`` undoes it.
+    """
     if kind == "haar":
         return DenseRotation(d, seed)
     if kind == "hadamard":

@@ -30,7 +30,8 @@ from scipy import stats
 
 from fibquant_theory._validation import check_dim_block, check_int
 from fibquant_theory.numerics.fixed_order import row_sumsq
-from fibquant_theory.numerics.portable_math import BITS_RANGE, beta_from_bits, lgamma, normal_from_bits
+from fibquant_theory.numerics.portable_math import lgamma
+from fibquant_theory.numerics.portable_random import BITS_RANGE, beta_from_bits, normal_from_bits
 
 __all__ = ["SphericalBeta", "log_normalizer", "sample_unit_vectors", "standard_normal", "as_generator"]
 
@@ -77,6 +78,16 @@ def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
     """Return a NumPy ``Generator`` for an integer seed (or pass a Generator through).
 
     ``None`` gives fresh OS entropy: results are then *not* reproducible.
+
+    Parameters
+    ----------
+    seed : int, numpy.random.Generator or None
+        The seed, or a generator to pass through.
+
+    Returns
+    -------
+    numpy.random.Generator
+        The generator.
     """
     if isinstance(seed, np.random.Generator):
         return seed
@@ -88,7 +99,7 @@ def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
 def standard_normal(size: int | tuple[int, ...], seed: int | np.random.Generator | None = 0) -> np.ndarray:
     """Standard normal samples with the same bits on every machine.
 
-    Each sample is :func:`~fibquant_theory.numerics.portable_math.normal_from_bits` of
+    Each sample is :func:`~fibquant_theory.numerics.portable_random.normal_from_bits` of
     one 53-bit integer drawn by the generator (the inverse normal CDF at the
     midpoint of a uniform 53-bit grid). NumPy's own ``standard_normal`` is exact
     too but calls the C library's ``log1p`` in its tail, whose last bit differs
@@ -213,6 +224,16 @@ class SphericalBeta:
         """Log-density at points ``y`` of shape ``(..., k)`` (``-inf`` outside the ball).
 
         For ``k == 1`` a plain array of scalars is also accepted.
+
+        Parameters
+        ----------
+        y : array_like
+            Points, shape ``(..., k)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            The log-density, shape ``(...)``.
         """
         self._require_density()
         arr = self._block(y)
@@ -227,12 +248,34 @@ class SphericalBeta:
         return out
 
     def pdf(self, y: object) -> np.ndarray:
-        """Density at points ``y`` of shape ``(..., k)``; see :meth:`logpdf`."""
+        """Density at points ``y`` of shape ``(..., k)``; see :meth:`logpdf`.
+
+        Parameters
+        ----------
+        y : array_like
+            Points, shape ``(..., k)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            The density, shape ``(...)``.
+        """
         return np.exp(self.logpdf(y))
 
     # ------------------------------------------------------------ radius law
     def radius_pdf(self, r: object) -> np.ndarray:
-        r"""Density of :math:`\rho = \|y\|` on ``[0, 1]``: :math:`2r\,g(r^2)`, ``g`` the Beta density."""
+        r"""Density of :math:`\rho = \|y\|` on ``[0, 1]``: :math:`2r\,g(r^2)`, ``g`` the Beta density.
+
+        Parameters
+        ----------
+        r : array_like
+            Radii.
+
+        Returns
+        -------
+        numpy.ndarray
+            The density of the radius, of ``r``'s shape.
+        """
         self._require_density()
         r = np.asarray(r, dtype=np.float64)
         inside = (r >= 0) & (r <= 1)
@@ -241,7 +284,18 @@ class SphericalBeta:
         return out
 
     def radius_cdf(self, r: object) -> np.ndarray:
-        r""":math:`P(\|y\| \le r)`; the step at 1 when ``k == d``."""
+        r""":math:`P(\|y\| \le r)`; the step at 1 when ``k == d``.
+
+        Parameters
+        ----------
+        r : array_like
+            Radii.
+
+        Returns
+        -------
+        numpy.ndarray
+            The probabilities, of ``r``'s shape.
+        """
         r = np.asarray(r, dtype=np.float64)
         if np.isnan(r).any():
             raise ValueError("radius contains NaN")
@@ -250,7 +304,18 @@ class SphericalBeta:
         return np.where(r <= 0, 0.0, np.where(r >= 1, 1.0, self.radius2.cdf(np.clip(r, 0, 1) ** 2)))
 
     def radius_ppf(self, q: object) -> np.ndarray:
-        r"""Quantile function of :math:`\|y\|`: :math:`\sqrt{F_\beta^{-1}(q)}` for ``q`` in ``[0, 1]``."""
+        r"""Quantile function of :math:`\|y\|`: :math:`\sqrt{F_\beta^{-1}(q)}` for ``q`` in ``[0, 1]``.
+
+        Parameters
+        ----------
+        q : array_like
+            Levels in ``[0, 1]``.
+
+        Returns
+        -------
+        numpy.ndarray
+            The radii in ``[0, 1]``, of ``q``'s shape.
+        """
         q = np.asarray(q, dtype=np.float64)
         if np.isnan(q).any() or (q < 0).any() or (q > 1).any():
             raise ValueError("quantile levels must lie in [0, 1]")
@@ -259,7 +324,13 @@ class SphericalBeta:
         return np.sqrt(self.radius2.ppf(q))
 
     def second_moment(self) -> float:
-        r""":math:`E\|y\|^2 = k/d`."""
+        r""":math:`E\|y\|^2 = k/d`.
+
+        Returns
+        -------
+        float
+            ``k / d``.
+        """
         return self.k / self.d
 
     # --------------------------------------------------------------- sampling
@@ -278,7 +349,7 @@ class SphericalBeta:
             ``"radial"`` draws :math:`\\|y\\|^2` from its Beta law (inverse CDF)
             and an independent uniform direction on :math:`S^{k-1}` (cost O(k)
             per sample). Both use only machine-independent arithmetic
-            (:func:`standard_normal`, :func:`~fibquant_theory.numerics.portable_math.beta_from_bits`),
+            (:func:`standard_normal`, :func:`~fibquant_theory.numerics.portable_random.beta_from_bits`),
             so the samples have the same bits on every machine.
 
         Returns

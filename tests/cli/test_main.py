@@ -17,11 +17,16 @@ from fibquant_theory.cli.main import main
 def test_rd_json_keys_and_values(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rd", "--dim", "64", "--bits", "2", "--method", "turboquant", "--json", "--samples", "100000"]) == 0
     row = json.loads(capsys.readouterr().out)
-    for key in ("rate_bits", "mse", "mse_se", "shannon_bound", "gap_db"):
+    for key in ("rate_bits", "mse", "mse_se", "gaussian_ref", "gap_db", "shannon_lb", "slb_block", "cap_lb"):
         assert key in row
     assert row["rate_bits"] == 2.0
-    assert row["shannon_bound"] == 2.0**-4
-    assert row["gap_db"] == pytest.approx(10 * math.log10(row["mse"] / row["shannon_bound"]))
+    assert row["gaussian_ref"] == 2.0**-4  # the Gaussian reference, not a bound
+    assert row["gap_db"] == pytest.approx(10 * math.log10(row["mse"] / row["gaussian_ref"]))
+    # the two lower bounds at d = 64, b = 2 (scalar code: the 1-block SLB): 0.062476, 0.063686
+    assert row["slb_block"] == 1
+    assert row["shannon_lb"] == pytest.approx(0.0624764, rel=1e-6)
+    assert row["cap_lb"] == pytest.approx(0.0636864, rel=1e-6)
+    assert row["cap_lb"] < row["mse"]
     assert row["mse"] == pytest.approx(0.1145, abs=4 * row["mse_se"] + 1e-4)  # exact design value 0.114526
     assert row["n_samples"] >= 100_000
 

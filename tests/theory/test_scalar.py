@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fibquant_theory import SphericalBeta, lloyd_max_scalar
-from fibquant_theory.theory.scalar import coordinate_moments
+from fibquant_theory.theory.scalar import EXACT_MAX_DIM, coordinate_moments
 from tests.reference import cell_centroid_quad, lloyd_max_from_samples, nearest_level, scalar_mse_quad
 
 DIMS = [2, 3, 16, 64, 128, 1024]
@@ -66,10 +66,67 @@ def test_gaussian_limit_one_bit() -> None:
     assert q.mse == pytest.approx(1 - 2 / math.pi, rel=1e-3)
 
 
+#: Positive Lloyd–Max levels of N(0, 1), 4 and 8 levels: computed once with mpmath at 40 digits
+#: (200 Lloyd steps from a uniform start, then mpmath.findroot on the centroid conditions, with
+#: mpmath.ncdf / mpmath.npdf); they agree with Max (1960), Table I, to its 4 digits.
+GAUSS_LM_LEVELS = {
+    2: (0.452780034636492, 1.510417608499095),
+    3: (0.2450941789442217, 0.7560052812058773, 1.343909278505000, 2.151945704536987),
+}
+#: d * E(t - Q(t))^2 under the exact f_{d,1} of the table lloyd_max_scalar(d, bits) ships, computed
+#: once with mpmath at 40 digits: quadrature of (x - level)^2 c_{d,1} d^{-1/2} (1 - x^2/d)^{(d-3)/2}
+#: in x = sqrt(d) t, cell by cell (the outer cell split at +0.5, 1, 2, 4, 8, 16, 32 standard units).
+MPMATH_MSE = {
+    (4097, 8): 4.115547152950704e-5,
+    (100_000, 2): 0.11747994647841401,
+    (100_000, 8): 4.118386241585585e-5,
+    (10**9, 4): 0.0095010079841670645,
+    (10**9, 8): 4.1185082745041103e-5,
+}
+
+
+def test_gaussian_limit_levels_and_mse_against_mpmath() -> None:
+    """Above EXACT_MAX_DIM: sqrt(d) * levels are the Gaussian Lloyd–Max levels, the MSE is f_{d,1}'s."""
+    assert EXACT_MAX_DIM == 4096
+    for bits, half in GAUSS_LM_LEVELS.items():
+        for d in (4097, 10**6):
+            q = lloyd_max_scalar(d, bits)
+            assert np.allclose(q.levels[q.n_levels // 2 :] * math.sqrt(d), half, rtol=0, atol=1e-10)
+    # the stated error of the reported MSE: O(d^-2), observed 4.5e-6 at d = 4097 and 7.6e-9 at 1e5 (8 bits)
+    for (d, bits), ref in MPMATH_MSE.items():
+        rel = {4097: 1e-5, 100_000: 2e-8}.get(d, 1e-10)
+        assert lloyd_max_scalar(d, bits).mse == pytest.approx(ref, rel=rel), (d, bits)
+
+
+@pytest.mark.parametrize("bits", [1, 4, 8])
+def test_gaussian_limit_is_continuous_at_the_switch(bits: int) -> None:
+    """From d = 4096 (exact) to 4097 (Gaussian limit) the table moves by its stated O(1/d) error only."""
+    exact, limit, before = (lloyd_max_scalar(d, bits) for d in (EXACT_MAX_DIM, EXACT_MAX_DIM + 1, EXACT_MAX_DIM - 1))
+    # MSE: observed relative jump 6.5e-8, -1.3e-9, -1.8e-7 at 1, 4, 8 bits (the exact step 4095 -> 4096: 5e-8 .. 4e-7)
+    assert limit.mse == pytest.approx(exact.mse, rel=1e-6)
+    assert abs(limit.mse - exact.mse) < 2 * abs(exact.mse - before.mse)  # no larger than two exact steps of d
+    # levels in units of 1/sqrt(d): observed jump 4.9e-5, 1.4e-3, 6.5e-3 (stated bound 26.6/d = 6.5e-3)
+    jump = np.max(np.abs(limit.levels * math.sqrt(EXACT_MAX_DIM + 1) - exact.levels * math.sqrt(EXACT_MAX_DIM)))
+    assert jump <= 26.7 / EXACT_MAX_DIM
+    # the Gaussian table is a good quantizer of f_{4097,1}: every level is its cell's centroid to O(1/d)
+    edges = np.concatenate(([-1.0], limit.thresholds, [1.0]))
+    for j in (limit.n_levels // 2, limit.n_levels - 1):
+        centroid = cell_centroid_quad(EXACT_MAX_DIM + 1, edges[j], edges[j + 1])
+        assert abs(limit.levels[j] - centroid) * math.sqrt(EXACT_MAX_DIM + 1) < 30.0 / EXACT_MAX_DIM
+
+
+def test_large_dimensions_design() -> None:
+    """No RuntimeError at any d (the exact path used to stall at 8 bits near d = 1e4, at 5 bits near 1e6)."""
+    for d in (10**4, 5 * 10**5, 10**12):
+        mses = [lloyd_max_scalar(d, b).mse for b in range(1, 9)]
+        assert all(a > b for a, b in zip(mses, mses[1:]))
+        assert mses[0] == pytest.approx(1 - 2 / math.pi, rel=1e-4)
+
+
 def test_turboquant_reference_values() -> None:
     """TurboQuant's stated D_mse ≈ 0.36, 0.117, 0.03, 0.009 for b = 1..4 (moderate d)."""
     got = [lloyd_max_scalar(128, b).mse for b in range(1, 5)]
-    # observed at d=128: 0.3608, 0.1160, 0.03400, 0.009318
+    # observed at d=128: 0.3609, 0.1160, 0.03397, 0.009315
     assert got[0] == pytest.approx(0.36, abs=0.005)
     assert got[1] == pytest.approx(0.117, abs=0.002)
     assert got[2] == pytest.approx(0.034, abs=0.002)
