@@ -43,6 +43,18 @@ KDTREE_MIN_CODEWORDS = 1024
 #: ... and blocks of at most this many coordinates (the exhaustive scan is faster otherwise).
 KDTREE_MAX_BLOCK = 8
 
+# ---------------------------------------------------------------- torch Lloyd design
+# Read by fibquant_theory.codebooks.torch_lloyd (design_codebook(..., device=...)). Neither changes a
+# result bit: the assignment is exact whatever the chunk and the candidate count (tests check it).
+__all__ += ["TORCH_CANDIDATES", "TORCH_SCORE_ELEMENTS"]
+
+#: Float32 scores per chunk of the torch assignment (rows per chunk = this // N; 1 GiB of float32).
+TORCH_SCORE_ELEMENTS = 1 << 28
+#: Candidates per sample re-checked in float64 by the torch assignment (the top of the float32 scores). 1 takes
+#: two min reductions per chunk instead of a topk; a sample whose two best float32 scores are within the error
+#: bound (a few in 1e4 at N = 65536) is searched in float64 over all codewords instead.
+TORCH_CANDIDATES = 1
+
 # ------------------------------------------------------------------------------- GPU
 # Read by fibquant_theory.gpu (gpu/); see research/gpu-notes.md for how the values were chosen. The
 # kernels are compiled in each process at first use (no on-disk cache), with GPU_THREADS, GPU_FASTMATH
@@ -50,7 +62,7 @@ KDTREE_MAX_BLOCK = 8
 # are those of fibquant_theory.gpu.options.GPUOptions.
 __all__ += [
     "GPU_ATTENTION_BLOCKS_PER_SM", "GPU_ATTENTION_CHUNK", "GPU_ATTENTION_MIN_SPLIT_TOKENS", "GPU_ATTENTION_REGISTERS",
-    "GPU_ATTENTION_UNROLL", "GPU_COLUMN_COPY_BUDGET", "GPU_COLUMN_MAX_VALUES", "GPU_DEFAULT_SMS", "GPU_DENSE_TABLE_LIMIT",
+    "GPU_ATTENTION_UNROLL", "GPU_COLUMN_COPY_BUDGET", "GPU_COLUMN_MAX_VALUES", "GPU_COLUMN_MIN_VALUES", "GPU_DEFAULT_SMS", "GPU_DENSE_TABLE_LIMIT",
     "GPU_FASTMATH", "GPU_MAX_GRID", "GPU_MAX_SPLITS", "GPU_SHARED_DEFAULT", "GPU_SHARED_OPTIN", "GPU_THREADS",
 ]
 
@@ -67,8 +79,15 @@ GPU_SHARED_DEFAULT = 48 * 1024
 GPU_SHARED_OPTIN = 227 * 1024
 #: Largest dense-rotation decode table ``(m, N, d)`` of float32 (bytes); past it, use the Hadamard rotation.
 GPU_DENSE_TABLE_LIMIT = 256 << 20
-#: Column decode: shared memory (bytes) the codebook copies may take by default (two 256-thread blocks per SM).
-GPU_COLUMN_COPY_BUDGET = 96 * 1024
+#: Column decode: shared memory (bytes) the codebook copies may take by default. The H200 grid of
+#: research/results/h200-decode-tune-2026-12-03.txt: at d=128/k=8/N=256, 1-4 copies (8-32 KiB) decode in
+#: 0.383-0.385 ms and 8 copies (64 KiB, the old 96 KiB budget) in 0.436 ms; at d=64/k=32/N=128 with 4 columns,
+#: 1-2 copies (16-32 KiB) in 0.198-0.202 ms and 4 copies in 0.275 ms. More blocks per SM beat fewer bank conflicts.
+GPU_COLUMN_COPY_BUDGET = 32 * 1024
+#: Column decode: the default columns per lane give each lane at least this many values (columns x blocks).
+#: Same grid: d=64/k=32 with 4 columns (8 values) 0.198 ms, 8 columns (16 values, the old default) 0.283 ms;
+#: d=128/k=8 keeps 2 columns (32 values; 4 columns: 0.41-0.67 ms).
+GPU_COLUMN_MIN_VALUES = 8
 #: Column decode: most values (columns x blocks) a lane may hold in registers.
 GPU_COLUMN_MAX_VALUES = 64
 #: Decode-attention: most context splits per head (the merge keeps their weights in shared memory).

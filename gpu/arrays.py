@@ -16,7 +16,7 @@ import numpy as np
 
 from ._compat import SIMULATOR, cuda
 
-__all__ = ["DTYPE_NAMES", "Input", "View", "as_input", "constant", "empty", "is_torch", "result"]
+__all__ = ["DTYPE_NAMES", "Input", "View", "all_finite", "as_input", "constant", "empty", "is_torch", "length_input", "result"]
 
 #: Element formats the kernels read and write, by name (bfloat16 travels as its uint16 bit pattern).
 DTYPE_NAMES = ("float16", "bfloat16", "float32", "uint8", "uint16", "uint32", "int32", "int64")
@@ -193,6 +193,26 @@ def constant(a: np.ndarray) -> Input:
     return Input(ptr, tuple(arr.shape), np.dtype(arr.dtype).name, None, arr)
 
 
+def all_finite(a: Input) -> bool:
+    """Whether every entry of a float input is finite (reads the data: a synchronisation).
+
+    Parameters
+    ----------
+    a : Input
+        A float16, bfloat16 (torch) or float32 input of :func:`as_input`.
+
+    Returns
+    -------
+    bool
+        False if any entry is NaN or infinite.
+    """
+    if a.tensor is not None:
+        import torch
+
+        return bool(torch.isfinite(a.tensor).all())
+    return bool(np.isfinite(a.numba().copy_to_host()).all())
+
+
 def result(o: Input) -> Any:
     """The caller's kind of array of an output: the torch tensor, else the Numba device array.
 
@@ -207,3 +227,27 @@ def result(o: Input) -> Any:
         The array to return.
     """
     return o.tensor if o.tensor is not None else o.array
+
+
+def length_input(a: Any) -> Input:
+    """A device token count: an int64 array of shape ``(1,)`` (``decode_attention(..., length=)``).
+
+    Parameters
+    ----------
+    a : torch.Tensor, device array or numpy.ndarray
+        The count (int64, one entry).
+
+    Returns
+    -------
+    Input
+        Its description.
+
+    Raises
+    ------
+    ValueError
+        Another dtype or shape.
+    """
+    li = as_input(a, "length", ("int64",))
+    if li.shape != (1,):
+        raise ValueError(f"length must have shape (1,), got {li.shape}")
+    return li

@@ -158,7 +158,7 @@ def attention_config(
 @lru_cache(maxsize=None)
 def attention_kernel(
     d: int, k: int, n_codewords: int, hkind: int, rot: int, okind: int, unroll: int, max_registers: int | None,
-    replicas: int, chunk: int, words32: bool, q_kind: int = Q_F32,
+    replicas: int, chunk: int, words32: bool, q_kind: int = Q_F32, device_length: bool = False,
 ) -> Any:
     """Split-context decode-attention from codes, one launch (``plan = attention_plan(...)``; dynamic shared memory ``plan["bytes"]``).
 
@@ -204,6 +204,10 @@ def attention_kernel(
         Read the payloads as 32-bit words (else in elements of the record granularity).
     q_kind : int
         Format of the queries: ``Q_F32``, ``Q_F16`` or ``Q_BF16`` (bfloat16 read as its ``uint16`` bits).
+    device_length : bool
+        Take one more argument after ``err``, ``length`` (int64 ``[1]`` on the device): every head
+        attends over its first ``min(length[0], T)`` records, while ``T`` stays the stride between
+        heads (a preallocated cache of capacity ``T``; read on the device, so a CUDA graph replays it).
 
     Returns
     -------
@@ -304,7 +308,8 @@ def attention_kernel(
                 a(f"{indent}x{t} = (pv - x{t}) if hi else (x{t} + pv)")
             msk *= 2
 
-    a("def kern(q, kpay, vpay, T, group, per_split, scale, codebook, signs, mat, pmax, psum, pacc, counter, out, err):")
+    a("def kern(q, kpay, vpay, T, group, per_split, scale, codebook, signs, mat, pmax, psum, pacc, counter, out, err"
+      + (", length):" if device_length else "):"))
     a("    tid = cuda.threadIdx.x")
     a("    lane = tid % 32")
     a("    warp = tid // 32")
@@ -356,7 +361,7 @@ def attention_kernel(
             a(f"    rb{beta} = ((rot >> {beta}) & 1) != 0")
     a("    cuda.syncthreads()")
     a("    t_lo = int64(split) * per_split")
-    a("    t_hi = min(t_lo + per_split, T)")
+    a("    t_hi = min(t_lo + per_split, min(T, length[0]))" if device_length else "    t_hi = min(t_lo + per_split, T)")
     a("    rec0 = int64(h // group) * T")
     a("    run_max = ninf")
     a("    run_sum = float32(0.0)")
@@ -566,11 +571,11 @@ def attention_kernel(
     sig = (
         q_t[:, ::1], pay_t[::1], pay_t[::1], int64, int64, int64, float32, float32[::1], float32[::1], float32[:, ::1],
         float32[:, ::1], float32[:, ::1], float32[:, :, ::1], int32[::1], out_t[:, ::1], int64[::1],
-    )
+    ) + ((int64[::1],) if device_length else ())
     ns = codegen.namespace()
     ns.update({"int32": int32, "_prmt": prmt, "_f16_norm": f16_norm, "_bits_f32": bits_f32})
     label = (
         f"attention d={d} k={k} N={ncw} h={hkind} rot={rot} o={okind} u={unroll} r={max_registers} R={R} "
-        f"chunk={chunk} w32={words32} q={q_kind}"
+        f"chunk={chunk} w32={words32} q={q_kind}" + (" length" if device_length else "")
     )
     return codegen.compile_kernel("\n".join(src), "kern", ns, sig, label, max_registers)

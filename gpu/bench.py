@@ -276,7 +276,8 @@ def run_benchmarks(
 
 def _decode_variants(d: int, k: int, n_codewords: int) -> list[dict[str, Any]]:
     """Hadamard decode variants timed by ``--tune decode`` as :class:`GPUOptions` changes: the chunked
-    layout (the default first), then the column layout with its defaults and with one knob changed at a time."""
+    layout (the default first), then the column layout: its defaults, without prefetch, and every
+    (columns per lane, codebook copies) pair that fits (a column plan that raises is skipped)."""
     from .column_decode import column_plan
     from .device import OUT_F16
 
@@ -288,8 +289,16 @@ def _decode_variants(d: int, k: int, n_codewords: int) -> list[dict[str, Any]]:
         return out
     out.append({"decode_layout": "columns"})
     out.append({"decode_layout": "columns", "decode_prefetch": False})
-    out.extend({"decode_layout": "columns", "decode_replicas": r} for r in sorted({max(1, plan["R"] // 2), max(1, plan["R"] // 4)}))
-    out.extend({"decode_layout": "columns", "decode_columns": c} for c in (2, 4, 8) if c != plan["C"])
+    for c in (1, 2, 4, 8, 16):  # every (columns, copies) layout that fits
+        try:
+            pc = column_plan(d, k, n_codewords, OUT_F16, columns=c)
+        except ValueError:
+            continue
+        r = 1
+        while r <= pc["W"]:
+            if (c, r) != (plan["C"], plan["R"]):
+                out.append({"decode_layout": "columns", "decode_columns": c, "decode_replicas": r})
+            r *= 2
     return out
 
 

@@ -62,7 +62,7 @@ from fibquant_theory.config import (
 from fibquant_theory.numerics.fixed_order import matmul_rows
 
 from ._compat import SIMULATOR, cuda
-from .arrays import Input, View, as_input, constant, empty, result
+from .arrays import Input, View, all_finite, as_input, constant, empty, length_input, result
 from .attention import MAX_SPLITS, Q_BF16, Q_F16, Q_F32, attention_config, attention_kernel
 from .codegen import record_granularity
 from .column_decode import column_codebook, column_decode_kernel, column_plan
@@ -193,6 +193,7 @@ class GPUFibQuantCodec:
         self._workspaces: dict[tuple[int, int], tuple[Input, ...]] = {}
         self._column_tables: dict[tuple[int, int], Input] = {}
         self._plans: dict[Any, Any] = {}
+        self._nbytes_memo: dict[int, int] = {}  # nbytes(n) of plain ints: the hot path skips the checks
         self._device_info: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
@@ -235,6 +236,13 @@ class GPUFibQuantCodec:
         int
             ``ceil(n R / 8)`` for records of ``R`` bits.
         """
+        if type(n) is int:  # the per-call path: the layout's checks once per count (bool and numpy ints go through them)
+            got = self._nbytes_memo.get(n)
+            if got is None:
+                if len(self._nbytes_memo) >= 1024:
+                    self._nbytes_memo.clear()
+                got = self._nbytes_memo[n] = self.layout.nbytes(n)
+            return got
         return self.layout.nbytes(n)
 
     def check_errors(self, stream: Any = None) -> None:
@@ -447,6 +455,7 @@ class GPUFibQuantCodec:
         n_splits: int | None = None,
         check: bool = True,
         stream: Any = None,
+        length: Any = None,
     ) -> Any:
         r"""Attention of one query per head over encoded keys and values (the decoding step).
 
@@ -484,6 +493,8 @@ class GPUFibQuantCodec:
             recorded for :meth:`check_errors`, and the call can be captured in a CUDA graph.
         stream : None, int, numba stream or torch.cuda.Stream
             Stream to launch on (None: torch's current stream for torch input, else the default stream).
+        length : int64 array of shape (1,), optional
+            On the device, read by the kernel (CUDA graphs follow it): attend over the first ``min(length[0], context)`` records, ``context`` staying the stride between heads.
 
         Returns
         -------
@@ -520,8 +531,8 @@ class GPUFibQuantCodec:
         scale = 1.0 / math.sqrt(self.d) if scale is None else float(scale)
         if not math.isfinite(scale):
             raise ValueError(f"scale must be finite, got {scale}")
-        if check:
-            self._check_finite(qi)
+        if check and not all_finite(qi):
+            raise ValueError("q has NaN or Inf entries")
         o = self._options
         if n_splits is None:
             sms = self._sms_and_shared()[0]
@@ -544,12 +555,13 @@ class GPUFibQuantCodec:
         q_v = View(qi, _NP[qi.dtype], (bh, self.d))
         ws = self._workspace(bh, n_splits)
         args = [q_v, k_v, v_v, T, group, per_split, np.float32(scale), self._cb32, self._att_signs, self._att_mat, *ws, out, None]
+        dev_len = length is not None and args.append(length_input(length)) is None  # valid records, on the device
 
         def make() -> tuple[Any, int]:
-            return attention_kernel(*kern_conf), shared
+            return attention_kernel(*kern_conf, dev_len), shared
 
         err = self._runner.run(
-            ("attention", q_kind, okind, words32, bh, n_splits), make, args, (0, 1, 2, 3, 4, 5, 6, 14),
+            ("attention", q_kind, okind, words32, bh, n_splits, dev_len), make, args, (0, 1, 2, 3, 4, 5, 6, 14, 16)[: 8 + dev_len],
             (n_splits, bh), self._stream(stream, qi), "attention", check, 15,
         )
         if err is not None and err[0] != NO_ERROR:
@@ -558,18 +570,6 @@ class GPUFibQuantCodec:
         if out.tensor is not None:
             return res.reshape(qshape)
         return res.reshape(qshape) if len(qshape) != 2 else res
-
-    @staticmethod
-    def _check_finite(qi: Input) -> None:
-        """Raise on NaN/Inf queries (reads them: a synchronisation)."""
-        if qi.tensor is not None:
-            import torch
-
-            ok = bool(torch.isfinite(qi.tensor).all())
-        else:
-            ok = bool(np.isfinite(qi.numba().copy_to_host()).all())
-        if not ok:
-            raise ValueError("q has NaN or Inf entries")
 
     # ------------------------------------------------------------------ host interop
     def to_codes(self, payload: Any, shape: tuple[int, ...]) -> Any:

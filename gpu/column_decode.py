@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from numba import float32, int64, uint8, uint16, uint32, uint64
 
-from fibquant_theory.config import GPU_COLUMN_COPY_BUDGET, GPU_COLUMN_MAX_VALUES, GPU_SHARED_OPTIN
+from fibquant_theory.config import GPU_COLUMN_COPY_BUDGET, GPU_COLUMN_MAX_VALUES, GPU_COLUMN_MIN_VALUES, GPU_SHARED_OPTIN
 
 from . import codegen
 from .device import (
@@ -57,8 +57,10 @@ from .device import (
     warp_sync,
 )
 
-__all__ = ["COPY_BUDGET", "MAX_VALUES", "SHARED_LIMIT", "column_codebook", "column_decode_kernel", "column_default", "column_plan"]
+__all__ = ["COPY_BUDGET", "MAX_VALUES", "MIN_VALUES", "SHARED_LIMIT", "column_codebook", "column_decode_kernel", "column_default", "column_plan"]
 
+#: Fewest values (``C m``) a lane holds in the default layout (:data:`fibquant_theory.config.GPU_COLUMN_MIN_VALUES`).
+MIN_VALUES: int = GPU_COLUMN_MIN_VALUES
 #: Shared memory (bytes) the codebook copies may take by default (:data:`fibquant_theory.config.GPU_COLUMN_COPY_BUDGET`).
 COPY_BUDGET: int = GPU_COLUMN_COPY_BUDGET
 #: Most values (``C m``) a lane may hold in registers (:data:`fibquant_theory.config.GPU_COLUMN_MAX_VALUES`).
@@ -84,13 +86,13 @@ def column_default(d: int, k: int, okind: int) -> int:
     Returns
     -------
     int
-        The fewest columns that give a lane at least 16 values (``C m``), whole output
-        words, at most 16 bytes of a block's outputs and at most 32 lanes per vector.
+        The fewest columns that give a lane at least :data:`MIN_VALUES` values (``C m``), whole
+        output words, at most 16 bytes of a block's outputs and at most 32 lanes per vector.
     """
     esize = _esize(okind)
     m = d // k
     c = max(4 // esize, -(-k // 32))
-    while c * m < 16 and 2 * c * esize <= 16 and 2 * c <= k and 2 * c * m <= MAX_VALUES:
+    while c * m < MIN_VALUES and 2 * c * esize <= 16 and 2 * c <= k and 2 * c * m <= MAX_VALUES:
         c *= 2
     return c
 

@@ -195,6 +195,17 @@ class DirectLaunch:
             _check(code, "cuLaunchKernel")
 
 
+def _current_torch_stream() -> int:
+    """Raw handle of torch's current stream on the current device (the accessor Triton uses: unlike
+    ``torch.cuda.current_stream().cuda_stream`` it builds no Stream object)."""
+    import torch
+
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:
+        return int(raw(torch.cuda.current_device()))
+    return int(torch.cuda.current_stream().cuda_stream)  # pragma: no cover - older torch
+
+
 def stream_handle(stream: Any, torch_like: bool) -> int:
     """The ``CUstream`` handle (an int) of ``stream``: None means torch's current stream for torch inputs, else 0.
 
@@ -212,9 +223,7 @@ def stream_handle(stream: Any, torch_like: bool) -> int:
     """
     if stream is None:
         if torch_like:
-            import torch
-
-            return int(torch.cuda.current_stream().cuda_stream)
+            return _current_torch_stream()
         return 0
     if isinstance(stream, int):
         return stream

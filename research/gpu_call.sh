@@ -2,7 +2,10 @@
 # One device-tool call of issue #16's session: install without dependencies, then the steps named as arguments:
 #   smoke   the direct-launch / stream / deferred-error device tests
 #   bench   python -m fibquant_theory.gpu.bench --tune decode (JSON, table and log into $OUT)
+#   tunedecode  python -m fibquant_theory.gpu.bench --only decode --tune decode (every column layout; log into $OUT)
 #   tests   all of tests/gpu/test_device.py, in 3 parallel pytest processes (compilation is CPU-bound)
+#   host    where the host time of one eager attention call goes (research/gpu_host_profile.py)
+#   ceiling the decode against a copy and a pure write of its output size (research/gpu_write_ceiling.py)
 #   ncu     Nsight Compute on the decode and attention kernels (research/gpu_profile.py)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,11 +20,16 @@ for job in "$@"; do
     smoke) $PYT -k "direct_launch or torch_current or check_false" 2>&1 | tee "$OUT/smoke.txt" | tail -30 ;;
     bench) python3 -m fibquant_theory.gpu.bench --tune decode --no-progress --json "$OUT/bench.json" 2>"$OUT/bench.err" | tee "$OUT/bench.txt"
            grep -v '^\[' "$OUT/bench.err" | tail -40 ;;
+    tunedecode) python3 -m fibquant_theory.gpu.bench --only decode --tune decode --no-progress --json "$OUT/decode.json" \
+                  2>"$OUT/decode.err" | tee "$OUT/decode.txt"
+                grep "decode variant" "$OUT/decode.err" ;;
     tests) $PYT -k "encode or roundtrip or sub_one_bit or other_head" >"$OUT/tests1.txt" 2>&1 &
            $PYT -k "decode and not roundtrip and not attention" >"$OUT/tests2.txt" 2>&1 &
            $PYT -k "not encode and not roundtrip and not sub_one_bit and not other_head and not (decode and not attention)" >"$OUT/tests3.txt" 2>&1 &
            wait
            for f in "$OUT"/tests[123].txt; do echo "== $f"; tail -15 "$f"; done ;;
+    host) python3 research/gpu_host_profile.py --out "$OUT" 2>&1 | tail -60 ;;
+    ceiling) python3 research/gpu_write_ceiling.py --out "$OUT" 2>&1 | tee "$OUT/ceiling.txt" | tail -20 ;;
     ncu) for only in decode attention; do
            ncu --clock-control none --profile-from-start off --section SpeedOfLight --section Occupancy --section LaunchStats \
              --section WarpStateStats --section InstructionStats \

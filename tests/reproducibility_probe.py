@@ -66,6 +66,14 @@ def fingerprint() -> dict[str, str]:
         out[cls.__name__] = digest(np.concatenate([tq.decode(codes).ravel(), tq.inner_product(q[:, None, :], codes).ravel()]))
     kv = KIVICodec(64, 3, mode="per-channel", group_size=16)
     out["kivi"] = digest(kv.inner_product(q[0], kv.encode(x)))
+    # the clustered search: k-means clusters, overlapping member lists and codes (an unrefined shell codebook)
+    from fibquant_theory.codebooks.shells import shell_codebook
+    from fibquant_theory.search.encoders import ClusteredSearch
+
+    shells = shell_codebook(64, 8, 16, 64)[0]
+    cs = ClusteredSearch(shells, n_clusters=32, top=3, spill=2)
+    idx, d2 = cs.search(SphericalBeta(64, 8).rvs(6_000, seed=4))  # enough work for the parallel kernel
+    out["clustered"] = digest(np.concatenate([cs.index.parents.ravel(), cs.index.order.astype(np.float64), idx.astype(np.float64), d2]))
     row = rate_distortion(FibQuantCodec(books[(16, 2, 16)], 0), n_samples=5_000, seed=1)
     out["rate_distortion"] = json.dumps([row["mse"], row["ip_mse"], row["ip_bias"]])
     return out

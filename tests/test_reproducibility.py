@@ -42,6 +42,7 @@ GOLDEN = {
     "TurboQuantMSE": "88469b8c2c5a44ea",
     "TurboQuantProd": "1b78ca5fdb9ba02b",
     "beta_quantile_radii": "5f78ad398e13e5aa",
+    "clustered": "5484ac5085cd29ee",
     "directions": "834a8df41b7610eb",
     "fibquant_haar_codes": "64ba330249357e8c",
     "fibquant_haar_decode": "b004bc8ed87b1fc3",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fibquant_theory._table import format_table
+from fibquant_theory.cli.sweep import add_cluster_options, check_cluster_args, cluster_runner
 from fibquant_theory.codecs.registry import FP_METHOD, KV_METHODS, SPECS, Flag, flag_help, get_spec, kv_methods
 from fibquant_theory.kv.report import KV_COLUMNS, kv_columns
 
@@ -139,9 +140,12 @@ def _cmd_kv_pareto(args: argparse.Namespace) -> str:
     from fibquant_theory.kv.models import model_name
     from fibquant_theory.kv.pareto import frontier_table, kv_pareto, sweep_configs
 
+    check_cluster_args(args)
     model, _, texts, protocol = _load(args)
     name = model_name(args.model)
-    rows = kv_pareto(model, name, texts, args.out, sweep_configs(args.grid), protocol, progress=not args.no_progress)
+    with cluster_runner(args.workers, args.scheduler) as runner:
+        rows = kv_pareto(model, name, texts, args.out, sweep_configs(args.grid), protocol,
+                         progress=not args.no_progress, runner=runner)
     for r in rows:
         r.setdefault("label", r["method"])
     table = format_table(rows, kv_columns(rows, label=True))
@@ -201,6 +205,8 @@ def add_kv_commands(sub: Any) -> None:
     pa.add_argument("--out", default="build/kv", help="output folder (default build/kv; points are cached there)")
     pa.add_argument("--grid", choices=("full", "small", "tiny"), default="full", help="the sweep grid (default full)")
     pa.add_argument("--no-progress", action="store_true")
+    add_cluster_options(pa, "default 0; each worker holds a copy of the model, sent once; the fp perplexities are "
+                        "computed in this process")
     _common(pa)
     pa.set_defaults(func=_cmd_kv_pareto)
 

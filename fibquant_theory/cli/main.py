@@ -19,6 +19,7 @@ from pathlib import Path
 from fibquant_theory._table import format_table
 from fibquant_theory.cli.kv import add_kv_commands
 from fibquant_theory.cli.kv_fit import add_kv_fit_command
+from fibquant_theory.cli.sweep import add_sweep_commands
 from fibquant_theory.codecs.registry import METHODS, SPECS, Flag, flag_help, get_spec, make_codec
 from fibquant_theory.experiments.demo import RD_COLUMNS, run_demo
 from fibquant_theory.experiments.rd import rate_distortion
@@ -27,7 +28,8 @@ __all__ = ["main", "build_parser", "rd_flags"]
 
 
 #: subcommands whose ``--out`` names a file ("file") or a folder of outputs ("folder")
-_OUT_KINDS = {"codebook": "file", "figures": "folder", "demo": "folder", "kv-pareto": "folder", "kv-fit": "folder"}
+_OUT_KINDS = {"codebook": "file", "figures": "folder", "demo": "folder", "kv-pareto": "folder", "kv-fit": "folder",
+              "rd-sweep": "folder", "codebook-sweep": "folder"}
 
 
 def _check_out(out: str | os.PathLike[str], kind: str) -> Path:
@@ -259,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("--json", action="store_true", help="print a JSON list, one object per method")
     methods.set_defaults(func=_cmd_methods)
 
+    add_sweep_commands(sub, rd_flags())
     add_kv_commands(sub)
     add_kv_fit_command(sub)
     return parser

@@ -21,6 +21,10 @@ block of ``k`` coordinates of a uniform unit vector of :math:`\mathbb{R}^d`
    refined on the whole training set to ``tol``;
 4. **held-out evaluation** by exhaustive (or exact k-d tree) nearest-codeword search.
 
+With ``device="cuda"`` (or any torch device) steps 2–4 run on torch with the same
+inputs (:mod:`~fibquant_theory.codebooks.torch_design`); shipped codebooks
+(:mod:`~fibquant_theory.codebooks.shipped`) are returned before anything is designed.
+
 That is the ``"shells"`` family, the default. ``family="d4"``, ``"e8"`` or
 ``"hurwitz"`` (:data:`~fibquant_theory.codebooks.families.FAMILIES`) instead
 builds a product code of Beta-quantile radii and a lattice spherical code
@@ -55,6 +59,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +73,9 @@ from fibquant_theory.codebooks.families import family_structure
 from fibquant_theory.codebooks.lloyd import assignment_method, lloyd_max, nearest_codeword
 from fibquant_theory.codebooks.product import ProductStructure
 from fibquant_theory.codebooks.shells import beta_quantile_radii, shell_codebook, valid_factorisations
+from fibquant_theory.codebooks.shipped import shipped_codebook
 from fibquant_theory.codebooks.structure import CodebookStructure
+from fibquant_theory.codebooks.torch_device import IMPLEMENTATION, NUMBA_DEVICES, resolve_device
 from fibquant_theory.config import MAX_CODEWORDS
 from fibquant_theory.numerics.fixed_order import matmul_rows, row_sumsq
 from fibquant_theory.theory.rotation import haar_orthogonal
@@ -81,6 +88,9 @@ _NOT_DESIGN_OPTIONS = ("cache", "progress")
 #: Keyword-only arguments that choose the family; not among the shells design's options (its cache key and
 #: hash are those of the design before families).
 _FAMILY_ARGS = ("family", "lattice_shells")
+#: Keyword-only arguments that choose the implementation, not the construction; a torch design's options carry
+#: ``"implementation": "torch"`` instead (so its cache key and hash differ), the Numba design's options are unchanged.
+_IMPLEMENTATION_ARGS = ("device", "time_budget")
 #: Options of the shells design that also apply to the structured families (the sample sizes and the search).
 _STRUCTURED_OPTIONS = ("n_train", "n_heldout", "samples_per_codeword", "assign")
 
@@ -106,7 +116,8 @@ def _design_key(options: dict[str, Any]) -> str:
 
 
 def cache_path(
-    d: int, k: int, n_codewords: int, seed: int = 0, *, family: str = "shells", **design_options: Any
+    d: int, k: int, n_codewords: int, seed: int = 0, *, family: str = "shells", device: str | None = None,
+    **design_options: Any,
 ) -> Path:
     """Cache file of the design ``(d, k, n_codewords, seed)`` of ``family`` with the given design options.
 
@@ -127,6 +138,9 @@ def cache_path(
         Design seed.
     family : str, default "shells"
         Codebook family (:mod:`fibquant_theory.codebooks.families`).
+    device : str or None
+        ``None`` / ``"cpu-numba"``: the Numba design; any torch device: the torch design
+        (one file for every torch device).
     **design_options
         Keyword arguments of :func:`design_codebook` (and ``lattice_shells``).
 
@@ -136,7 +150,12 @@ def cache_path(
         The ``.npz`` file under :func:`cache_dir`.
     """
     if family == "shells":
-        return _cache_file(family, d, k, n_codewords, seed, _design_options(**design_options))
+        options = _design_options(**design_options)
+        if device not in NUMBA_DEVICES:
+            options["implementation"] = IMPLEMENTATION
+        return _cache_file(family, d, k, n_codewords, seed, options)
+    if device not in NUMBA_DEVICES:
+        raise ValueError(f"device={device!r} applies only to the family 'shells', not {family!r}")
     structure = family_structure(family)
     variant = design_options.pop("lattice_shells", None)
     options = _structured_options(structure, d, k, n_codewords, variant, _design_options(**design_options))
@@ -146,6 +165,8 @@ def cache_path(
 def _cache_file(family: str, d: int, k: int, n_codewords: int, seed: int, options: dict[str, Any]) -> Path:
     """The cache file of a design with resolved ``options`` (no family part in a shells design's name)."""
     prefix = "fibquant" if family == "shells" else f"fibquant-{family}"
+    if "implementation" in options:
+        prefix += f"-{options['implementation']}"
     return cache_dir() / f"{prefix}-d{d}-k{k}-N{n_codewords}-s{seed}-v{CODEBOOK_VERSION}-{_design_key(options)}.npz"
 
 
@@ -158,7 +179,7 @@ def _design_options(**overrides: Any) -> dict[str, Any]:
     params = inspect.signature(design_codebook).parameters
     names = [
         n for n, p in params.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _NOT_DESIGN_OPTIONS + _FAMILY_ARGS
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _NOT_DESIGN_OPTIONS + _FAMILY_ARGS + _IMPLEMENTATION_ARGS
     ]
     unknown = set(overrides) - set(names)
     if unknown:
@@ -216,6 +237,8 @@ def design_codebook(
     directions: str = "auto",
     n_search: int = 50_000,
     assign: str = "auto",
+    device: str | None = None,
+    time_budget: float | None = None,
     cache: bool = True,
     progress: bool = False,
 ) -> Codebook:
@@ -262,12 +285,29 @@ def design_codebook(
     n_search : int
         Screening subset size (at least ``samples_per_codeword * N``, at most the training set).
     assign : {"auto", "exhaustive", "kdtree"}
-        Nearest-codeword search of the Lloyd iterations and of the evaluation.
+        Nearest-codeword search of the Lloyd iterations and of the evaluation (a torch
+        design searches by the exact torch assignment throughout; the option stays in its key).
+    device : str or None
+        ``None`` or ``"cpu-numba"``: the CPU Numba design above (bit-identical on every
+        x86-64 machine). A torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``): the same
+        construction (same samples, shell search, initial codebooks and restarts) with
+        the Lloyd iterations of :func:`~fibquant_theory.codebooks.torch_lloyd.lloyd_max_torch`
+        (exact assignment, integer cell sums: the same bits on every run); its options
+        carry ``"implementation": "torch"``, so it has its own cache file and hash. Family
+        ``"shells"`` only.
+    time_budget : float or None
+        Torch design only: seconds after which no further Lloyd iteration starts (each
+        Lloyd run does at least one; restarts not begun are skipped). A design cut
+        short is recorded in ``params["stopped_by_time_budget"]`` and is not cached.
     cache : bool
-        Load the design from / store it in :func:`cache_dir`. A cache file that
+        Use stored designs: first the codebooks shipped with the package
+        (:mod:`~fibquant_theory.codebooks.shipped`, when this ``(d, k, N, seed, family)``
+        is shipped and the options are the defaults or the shipped design's own; a
+        corrupt shipped file raises ``ValueError``), then :func:`cache_dir`, where the
+        design is stored. A cache file that
         cannot be read or verified is reported with a ``RuntimeWarning`` and
         replaced; a cache folder that cannot be written is reported with a
-        ``RuntimeWarning`` and the design is returned uncached.
+        ``RuntimeWarning`` and the design is returned uncached. ``False``: design afresh.
     progress : bool
         Show tqdm progress bars.
 
@@ -317,8 +357,26 @@ def design_codebook(
         if lattice_shells is not None:
             raise ValueError(f"lattice_shells applies only to the structured families, not 'shells' (got {lattice_shells!r})")
         method = resolve_direction_method(k, directions)
+        defaults = _design_options()
     else:
         options = _structured_options(structure, d, k, n_code, lattice_shells, options)
+        defaults = _structured_options(structure, d, k, n_code, None, _design_options())
+    dev = resolve_device(device)
+    if dev is not None:
+        if family != "shells":
+            raise ValueError(f"device={device!r} applies only to the Lloyd-designed family 'shells', not {family!r}")
+        options["implementation"] = IMPLEMENTATION
+    elif time_budget is not None:
+        raise ValueError("time_budget applies only to the torch design (pass device='cuda' or another torch device)")
+    if time_budget is not None and not (
+        isinstance(time_budget, (int, float)) and not isinstance(time_budget, bool) and math.isfinite(time_budget)
+        and time_budget >= 0
+    ):
+        raise ValueError(f"time_budget must be None or a finite number of seconds >= 0, got {time_budget!r}")
+    if cache:
+        shipped = shipped_codebook(family, d, k, n_code, seed, options, defaults)
+        if shipped is not None:
+            return shipped
     path = _cache_file(family, d, k, n_code, seed, options)
 
     if cache and path.exists():
@@ -332,11 +390,15 @@ def design_codebook(
             ) == options:
                 return cb
 
-    if family == "shells":
+    if dev is not None:
+        from fibquant_theory.codebooks.torch_design import design_torch  # imports torch
+
+        cb = design_torch(d, k, n_code, seed, options, method, dev, time_budget=time_budget, progress=progress)
+    elif family == "shells":
         cb = _design(d, k, n_code, seed, options, method, progress)
     else:
         cb = _design_structured(structure, d, k, n_code, seed, options)
-    if cache:
+    if cache and not cb.params.get("stopped_by_time_budget", False):
         try:
             save_codebook(cb, path)
         except OSError as exc:
@@ -349,32 +411,25 @@ def design_codebook(
     return cb
 
 
-def _design(
-    d: int, k: int, n_code: int, seed: int, options: dict[str, Any], method: str, progress: bool
-) -> Codebook:
-    t0 = time.perf_counter()
-    spc = options["samples_per_codeword"]
-    n_train = max(options["n_train"], spc * n_code)
-    n_search = min(n_train, max(options["n_search"], spc * n_code))
-    assign = assignment_method(n_code, k) if options["assign"] == "auto" else options["assign"]
-    train, heldout = design_samples(d, k, n_code, seed, n_train, options["n_heldout"])
-    rng = np.random.default_rng([3, seed, d, k, n_code])
-    screen = train[:n_search]
-    scale = d / k
-    bar = tqdm(desc=f"codebook d={d} k={k} N={n_code}", total=3, disable=not progress, leave=False)
+def _initial_codebooks(
+    d: int, k: int, n_code: int, seed: int, screen: np.ndarray, method: str, n_restarts: int,
+    score: Callable[[np.ndarray], float], progress: bool,
+) -> tuple[list[tuple[Any, ...]], list[tuple[str, np.ndarray, np.ndarray | None, int]], dict[str, float]]:
+    """Shell search (every factorisation scored by ``score``) and the restarts' initial codebooks.
 
-    # 1. Shell search over the factorisations N = S * M.
+    Shared by the CPU and the torch designs (the same initial codebooks, the same random draws).
+    Returns the scored factorisations (best first), the initial codebooks and the factorisations'
+    distortions per unit vector.
+    """
+    rng = np.random.default_rng([3, seed, d, k, n_code])
+    n_search = screen.shape[0]
     pairs = valid_factorisations(d, k, n_code)
-    probe = screen[: min(n_search, max(_FACTOR_SAMPLES, 8 * n_code))]
     scored = []
     for s, m in tqdm(pairs, desc="factorisations", disable=not progress, leave=False):
         pts, labels, radii = shell_codebook(d, k, s, m, method)
-        scored.append((_distortion(probe, pts, assign), s, m, pts, labels, radii))
+        scored.append((score(pts), s, m, pts, labels, radii))
     scored.sort(key=lambda t: (t[0], t[1]))
-    factor_mse = {str(s): scale * mse for mse, s, _, _, _, _ in sorted(scored, key=lambda t: t[1])}
-    bar.update(1)
-
-    # 2. Initial codebooks for the restarts.
+    factor_mse = {str(s): (d / k) * mse for mse, s, _, _, _, _ in sorted(scored, key=lambda t: t[1])}
     best_s = scored[0][1]
     inits: list[tuple[str, np.ndarray, np.ndarray | None, int]] = []
     for _, s, _, pts, labels, _ in scored[:2]:
@@ -383,12 +438,40 @@ def _design(
         inits.append(("sunflower", fibonacci_sunflower(n_code, d if d >= 3 else None), None, best_s))
     inits.append(("samples", screen[rng.choice(n_search, n_code, replace=False)], None, best_s))
     r = 0
-    while len(inits) < options["n_restarts"]:
+    while len(inits) < n_restarts:
         _, s, _, pts, labels, _ = scored[0]
         rot = haar_orthogonal(k, int(rng.integers(2**31))) if k >= 2 else -np.eye(1)
         inits.append((f"{method}:S={s}:rotated{r}", matmul_rows(pts, rot.T), labels, s))
         r += 1
-    inits = inits[: options["n_restarts"]]
+    return scored, inits[:n_restarts], factor_mse
+
+
+def _design_sizes(n_code: int, k: int, options: dict[str, Any]) -> tuple[int, int, int, str]:
+    """Training, screening and shell-search sample counts and the resolved search of a shells design."""
+    spc = options["samples_per_codeword"]
+    n_train = max(options["n_train"], spc * n_code)
+    n_search = min(n_train, max(options["n_search"], spc * n_code))
+    n_probe = min(n_search, max(_FACTOR_SAMPLES, 8 * n_code))
+    assign = assignment_method(n_code, k) if options["assign"] == "auto" else options["assign"]
+    return n_train, n_search, n_probe, assign
+
+
+def _design(
+    d: int, k: int, n_code: int, seed: int, options: dict[str, Any], method: str, progress: bool
+) -> Codebook:
+    t0 = time.perf_counter()
+    n_train, n_search, n_probe, assign = _design_sizes(n_code, k, options)
+    train, heldout = design_samples(d, k, n_code, seed, n_train, options["n_heldout"])
+    screen = train[:n_search]
+    scale = d / k
+    bar = tqdm(desc=f"codebook d={d} k={k} N={n_code}", total=3, disable=not progress, leave=False)
+
+    # 1.-2. Shell search over the factorisations N = S * M; initial codebooks for the restarts.
+    probe = screen[:n_probe]
+    scored, inits, factor_mse = _initial_codebooks(
+        d, k, n_code, seed, screen, method, options["n_restarts"], lambda pts: _distortion(probe, pts, assign), progress
+    )
+    bar.update(1)
 
     # 3. Multi-restart Lloyd on the screening subset, then the winner on all samples.
     runs = []
@@ -416,7 +499,7 @@ def _design(
         "options": options,
         "n_train_used": n_train,
         "n_search_used": n_search,
-        "n_factor_samples": int(probe.shape[0]),
+        "n_factor_samples": n_probe,
         "assign_used": assign,
         "direction_method": method,
         "factorisation_mse": factor_mse,

@@ -136,7 +136,7 @@ class FibQuantCodec(RateAccounting):
         Index layout; ``"auto"`` is ``"fixed"`` when ``N`` is a power of two
         and ``"mixed-radix"`` otherwise (never more bits than ``"fixed"``).
     **encoder_options
-        ``probes`` (two-stage), ``n_clusters``, ``top`` (clustered).
+        ``probes`` (two-stage), ``n_clusters``, ``top``, ``spill`` (clustered).
 
     Attributes
     ----------

@@ -58,6 +58,7 @@ def make_fibquant(
     probes: int | None = None,
     n_clusters: int | None = None,
     top: int | None = None,
+    spill: int | None = None,
     n_train: int | None = None,
     n_heldout: int | None = None,
     cache: bool | None = None,
@@ -66,8 +67,8 @@ def make_fibquant(
     """FibQuant on ``design_codebook(d, block, N, seed=seed, family=family)`` with the rotation drawn from ``seed``.
 
     ``N`` is ``codewords``, or ``2**(bits*block)`` (both may be given when they
-    agree). ``probes`` needs ``encoder="two-stage"``; ``n_clusters`` and ``top``
-    need ``encoder="clustered"``. ``n_train``, ``n_heldout`` and ``cache`` go to
+    agree). ``probes`` needs ``encoder="two-stage"``; ``n_clusters``, ``top`` and
+    ``spill`` need ``encoder="clustered"``. ``n_train``, ``n_heldout`` and ``cache`` go to
     :func:`~fibquant_theory.codebooks.design.design_codebook` (its defaults when ``None``).
 
     Parameters
@@ -84,7 +85,7 @@ def make_fibquant(
         Seed of the codebook design and of the rotation.
     rotation, norm_dtype, encoder, packing : str
         As in :class:`FibQuantCodec`.
-    probes, n_clusters, top : int, optional
+    probes, n_clusters, top, spill : int, optional
         Encoder options (as in :class:`FibQuantCodec`).
     n_train, n_heldout : int, optional
         Design samples (``design_codebook``'s defaults when ``None``).
@@ -105,7 +106,12 @@ def make_fibquant(
     block = check_int(block, "block", minimum=1)
     n_codewords = _fibquant_codewords(block, codewords, bits)
     encoder_options: dict[str, int] = {}
-    for name, value, needs in (("probes", probes, "two-stage"), ("n_clusters", n_clusters, "clustered"), ("top", top, "clustered")):
+    for name, value, needs in (
+        ("probes", probes, "two-stage"),
+        ("n_clusters", n_clusters, "clustered"),
+        ("top", top, "clustered"),
+        ("spill", spill, "clustered"),
+    ):
         if value is None:
             continue
         if encoder != needs:  # the other encoders would ignore it

@@ -8,7 +8,7 @@ Options of every method (keyword arguments of :func:`make_codec`):
   ``N = 2**(bits*k)``; ``bits`` may be fractional when ``bits*k`` is an integer
   ``>= 1``, and when both are given they must agree), ``seed``, ``rotation``,
   ``norm_dtype``, ``encoder``, ``packing``, the encoder options ``probes``
-  (``encoder="two-stage"`` only), ``n_clusters`` and ``top``
+  (``encoder="two-stage"`` only), ``n_clusters``, ``top`` and ``spill``
   (``encoder="clustered"`` only), and the design options ``n_train``,
   ``n_heldout``, ``cache`` and ``family`` (the codebook family: shells, the
   default, or a structured one, d4, e8 or hurwitz);

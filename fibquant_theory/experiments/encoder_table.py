@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
+import numba
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -197,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (best of)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    numba.set_num_threads(1)  # every encoder timed on one thread (the clustered search would use them all)
     y = SphericalBeta(args.dim, args.block).rvs(args.blocks, seed=args.seed + 7)
     families = ["designed", "initial"] if args.codebook == "both" else [args.codebook]
     rows: list[dict[str, Any]] = []

@@ -4,7 +4,9 @@
 :func:`~fibquant_theory.kv.evaluate.kv_eval` row, cached as JSON under
 ``<out>/points/<model>/`` keyed by the model, the method, its options, the texts
 and the protocol, so a sweep that stops resumes where it stopped and a finished
-one is re-plotted without running anything. :func:`kv_pareto` writes
+one is re-plotted without running anything (a corrupt point file is reported with a
+``RuntimeWarning`` and the point recomputed). The points can run on Dask
+(``runner=``, ``fibquant kv-pareto --workers N`` / ``--scheduler ADDRESS``). :func:`kv_pareto` writes
 ``kv_pareto_<model>.csv`` and two plots (compression vs Δppl and vs attention-output
 cosine, error bars over seeds); :func:`frontier_table` says, at each target
 compression, which method has the lowest Δppl within ±5 % of it.
@@ -13,10 +15,12 @@ compression, which method has the lowest Δppl within ±5 % of it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,8 @@ from tqdm.auto import tqdm
 
 from fibquant_theory.kv.report import flat_rows, write_csv
 
-__all__ = ["BEST_OPTIONS", "GRIDS", "TARGETS", "csv_rows", "frontier_table", "kv_pareto", "label", "plot_pareto", "sweep_configs"]
+__all__ = ["BEST_OPTIONS", "GRIDS", "TARGETS", "csv_rows", "evaluate_point", "frontier_table", "kv_pareto", "label",
+           "plot_pareto", "sweep_configs"]
 
 #: The practical options that FibQuant and TurboQuant get in their "+opts" rows (both alike).
 BEST_OPTIONS: dict[str, Any] = {"center": "key", "norm_correction": True}
@@ -149,6 +154,56 @@ def _point_key(model: str, method: str, options: dict[str, Any], texts: dict[str
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def evaluate_point(context: tuple[Any, str, dict[str, Any], Any, dict[str, float]],
+                   config: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """One point of :func:`kv_pareto`: the :func:`~fibquant_theory.kv.evaluate.kv_eval` row, with ``label`` and ``model``.
+
+    Parameters
+    ----------
+    context : tuple
+        ``(model, model_name, texts, protocol, ppl_fp)``: the model, its name, the
+        texts (name -> token ids), the protocol and the fp perplexities per text.
+    config : tuple of (str, dict)
+        The method and its options.
+
+    Returns
+    -------
+    dict
+        The row.
+    """
+    from fibquant_theory.kv.evaluate import kv_eval
+
+    model, model_name, texts, protocol, ppl_fp = context
+    method, opts = config
+    row = kv_eval(method, model, texts, protocol=protocol, ppl_fp=ppl_fp, **opts)
+    row["label"] = label(method, opts)
+    row["model"] = model_name
+    return row
+
+
+def _cached_row(path: Path) -> dict[str, Any] | None:
+    """The cached row at ``path``; ``None`` when there is none or (with a ``RuntimeWarning``) it is corrupt."""
+    if not path.is_file():
+        return None
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        row = exc
+    if isinstance(row, dict):
+        return row
+    warnings.warn(f"kv-pareto cache file {path} is corrupt ({row!r}); the point is recomputed", RuntimeWarning,
+                  stacklevel=3)
+    return None
+
+
+def _in_process(bar: Any, func: Callable[..., dict[str, Any]], items: Sequence[Any], context: Any,
+                names: Sequence[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The default runner of :func:`kv_pareto`: every point here, in order, its label on the progress bar."""
+    for j, item in enumerate(items):
+        bar.set_postfix_str(names[j])
+        yield j, func(context, item)
+
+
 def kv_pareto(
     model: Any,
     model_name: str,
@@ -157,8 +212,17 @@ def kv_pareto(
     configs: Sequence[tuple[str, dict[str, Any]]] | None = None,
     protocol: Any = None,
     progress: bool = True,
+    runner: Callable[..., Iterator[tuple[int, dict[str, Any]]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) a sweep; write the CSV and the two plots of the model under ``out``.
+
+    The fp perplexities are computed here; the points not in the cache are computed
+    here too, one after the other, or by ``runner``: for instance
+    ``functools.partial(map_completed, client)`` of
+    :func:`fibquant_theory.experiments.sweep.map_completed`, which runs them on a Dask
+    client (the model, the texts, the protocol and the fp perplexities are sent to every
+    worker once). Either way each row is written to the cache as it arrives, and the
+    rows, the CSV and the plots are the same.
 
     Parameters
     ----------
@@ -175,13 +239,17 @@ def kv_pareto(
         Default :class:`~fibquant_theory.kv.evaluate.Protocol` ``()``.
     progress : bool
         Show a progress bar over points.
+    runner : callable, optional
+        ``runner(func, items, context, names)`` calls ``func(context, item)`` for every
+        item (anywhere) and yields ``(index, result)`` as each completes, raising with
+        ``names[index]`` when one fails; default: in this process, in order.
 
     Returns
     -------
     list of dict
         One row per point, each with ``label``.
     """
-    from fibquant_theory.kv.evaluate import Protocol, kv_eval, perplexity
+    from fibquant_theory.kv.evaluate import Protocol, perplexity
 
     protocol = protocol or Protocol()
     configs = list(configs or sweep_configs())
@@ -190,27 +258,31 @@ def kv_pareto(
     cache.mkdir(parents=True, exist_ok=True)
     sizes = {name: int(ids.shape[1]) for name, ids in texts.items()}
     fp_path = cache / f"fp-{_point_key(model_name, 'fp-ppl', {}, sizes, protocol)}.json"
-    if fp_path.is_file():
-        ppl_fp = json.loads(fp_path.read_text())
-    else:
+    ppl_fp = _cached_row(fp_path)
+    if ppl_fp is None:
         ppl_fp = {name: perplexity(model, ids, lambda: None, protocol.ctx, protocol.stride, protocol.chunk)[0]
                   for name, ids in texts.items()}
         fp_path.write_text(json.dumps(ppl_fp))
-    rows = []
-    bar = tqdm(configs, desc=f"kv-pareto {model_name}", disable=not progress)
-    for method, opts in bar:
-        path = cache / f"{method}-{_point_key(model_name, method, opts, sizes, protocol)}.json"
-        if path.is_file():
-            row = json.loads(path.read_text())
-        else:
-            bar.set_postfix_str(label(method, opts))
-            row = kv_eval(method, model, texts, protocol=protocol, ppl_fp=ppl_fp, **opts)
-            row["label"] = label(method, opts)
-            row["model"] = model_name
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(row, default=str))
-            tmp.replace(path)
-        rows.append(row)
+    paths = [cache / f"{method}-{_point_key(model_name, method, opts, sizes, protocol)}.json"
+             for method, opts in configs]
+    rows: list[Any] = [_cached_row(path) for path in paths]
+    first: dict[Path, int] = {}
+    for i, row in enumerate(rows):
+        if row is None:
+            first.setdefault(paths[i], i)  # a repeated point is computed once
+    todo = list(first.values())
+    context = (model, model_name, texts, protocol, ppl_fp)
+    with tqdm(total=len(configs), initial=len(configs) - len(todo), desc=f"kv-pareto {model_name}",
+              disable=not progress) as bar:
+        run = runner or functools.partial(_in_process, bar)
+        for j, row in run(evaluate_point, [configs[i] for i in todo], context, [label(*configs[i]) for i in todo]):
+            text = json.dumps(row, default=str)
+            tmp = paths[todo[j]].with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(paths[todo[j]])
+            rows[todo[j]] = json.loads(text)  # as a resumed sweep reads it
+            bar.update(1)
+    rows = [row if row is not None else json.loads(path.read_text()) for row, path in zip(rows, paths)]
     write_csv(csv_rows(rows), out / f"kv_pareto_{model_name}.csv")
     plot_pareto(rows, out / f"kv_pareto_{model_name}.png", title=f"{model_name}: {protocol.describe()}")
     return rows

@@ -13,11 +13,13 @@ codebook ``C`` of shape ``(N, k)``:
     :math:`\|y\|` (:math:`O(S)`), then search only their codewords
     (:math:`O(\text{probes}\cdot N/S)`).
 :class:`ClusteredSearch`
-    Top-``T`` clustered search: the codewords are clustered by k-means into
-    ``K`` parents (a deterministic function of the codebook and ``seed``);
-    compare ``y`` with the ``K`` parent centroids, keep the ``T`` nearest and
-    search their children exhaustively (:math:`O(K + T N/K)`;
-    :math:`K=\sqrt{TN}` by default). ``T = K`` is exhaustive.
+    Top-``T`` clustered search (:mod:`~fibquant_theory.search.clustered`): the
+    codewords are clustered by k-means into ``K`` parents (a deterministic
+    function of the codebook and ``seed``), every codeword listed in its
+    ``spill = S`` nearest clusters; compare ``y`` with the ``K`` parent
+    centroids, keep the ``T`` nearest and search their members exhaustively
+    (:math:`O(K + T S N/K)`; :math:`K=\sqrt{TSN}` by default). ``T = K`` is
+    exhaustive.
 
 All searches return ``(index, distance)`` where ``distance`` is the squared
 Euclidean distance to the returned codeword, recomputed directly from the
@@ -31,7 +33,6 @@ x86-64 machine.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -40,8 +41,14 @@ from numba import njit
 
 from fibquant_theory._validation import as_rows, check_distance_range, check_int
 from fibquant_theory.numerics.fixed_order import row_sumsq
+from fibquant_theory.search.clustered import (
+    ClusterIndex,
+    build_cluster_index,
+    default_clusters,
+    kmeans_codewords,
+    run_clustered,
+)
 from fibquant_theory.search.kernel import (
-    _expanded_score,
     _nearest_expanded,
     _scan_expanded,
     _squared_distance,
@@ -94,46 +101,6 @@ def _two_stage_kernel(y, sorted_points, sorted_norm2, order, offsets, radii, pro
                     s_best = s
             chosen[s_best] = True
             best, best_p = _scan_expanded(y, i, sorted_points, sorted_norm2, order, offsets[s_best], offsets[s_best + 1], best, best_p)
-        idx_out[i] = order[best_p]
-        dist_out[i] = _squared_distance(y, i, sorted_points, best_p)
-
-
-@njit(
-    "void(float64[:, ::1], float64[:, ::1], float64[::1], float64[:, ::1], float64[::1], int64[::1], int64[::1], int64, int64[::1], float64[::1])",
-    cache=True,
-    nogil=True,
-)
-def _clustered_kernel(
-    y, parents, parent_norm2, sorted_points, sorted_norm2, order, offsets, top, idx_out, dist_out
-):  # pragma: no cover - compiled
-    """``top`` nearest parents by ``|mu|^2 - 2 y.mu``, then an exhaustive search over their children."""
-    n = y.shape[0]
-    n_par = parents.shape[0]
-    top_score = np.empty(top)
-    top_id = np.empty(top, dtype=np.int64)
-    for i in range(n):
-        filled = 0
-        for c in range(n_par):
-            score = _expanded_score(y, i, parents, parent_norm2, c)
-            if filled < top:
-                pos = filled
-                filled += 1
-            elif score < top_score[top - 1]:
-                pos = top - 1
-            else:
-                continue
-            # insertion into the sorted list of the best `top` parents seen so far
-            while pos > 0 and top_score[pos - 1] > score:
-                top_score[pos] = top_score[pos - 1]
-                top_id[pos] = top_id[pos - 1]
-                pos -= 1
-            top_score[pos] = score
-            top_id[pos] = c
-        best = np.inf
-        best_p = 0
-        for r in range(filled):
-            c = top_id[r]
-            best, best_p = _scan_expanded(y, i, sorted_points, sorted_norm2, order, offsets[c], offsets[c + 1], best, best_p)
         idx_out[i] = order[best_p]
         dist_out[i] = _squared_distance(y, i, sorted_points, best_p)
 
@@ -261,108 +228,62 @@ class TwoStageSearch(NearestCodewordSearch):
         _two_stage_kernel(y, self._sorted, self._sorted_norm2, self._order, self._offsets, self.radii, self.probes, idx, dist)
 
 
-def kmeans_codewords(
-    points: object, n_clusters: int, seed: int = 0, iterations: int = 25
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster codewords with Lloyd's k-means (deterministic for a seed).
-
-    Starts from ``n_clusters`` distinct codewords drawn with ``seed``; an empty
-    cluster is re-seeded with the codeword farthest from its centroid.
-
-    Parameters
-    ----------
-    points : array_like
-        Codewords, shape ``(N, k)``.
-    n_clusters : int
-        Number of clusters ``K``, ``1 <= K <= N``.
-    seed : int
-        Seed of the initial centroids.
-    iterations : int
-        Lloyd iterations (stops early when the assignment is stable).
-
-    Returns
-    -------
-    centroids : numpy.ndarray
-        Shape ``(K, k)``.
-    labels : numpy.ndarray
-        Cluster of every codeword, shape ``(N,)``, int64; every cluster non-empty.
-    """
-    pts = as_rows(points, "codebook points", min_rows=2)
-    n = pts.shape[0]
-    n_clusters = check_int(n_clusters, "n_clusters", minimum=1, maximum=n)
-    iterations = check_int(iterations, "iterations", minimum=1)
-    rng = np.random.default_rng([check_int(seed, "seed", minimum=0), 0x4B4D])
-    centroids = np.ascontiguousarray(pts[np.sort(rng.choice(n, n_clusters, replace=False))])
-    labels = np.full(n, -1, dtype=np.int64)
-    dist = np.empty(n)
-    new = np.empty(n, dtype=np.int64)
-    for _ in range(iterations):
-        _nearest_expanded(pts, centroids, row_sumsq(centroids), new, dist)
-        counts = np.bincount(new, minlength=n_clusters)
-        for c in np.flatnonzero(counts == 0):
-            # re-seed an empty cluster with the worst-served codeword of a cluster that keeps a member
-            # (one exists while a cluster is empty, since K <= N)
-            far = int(np.argmax(np.where(counts[new] > 1, dist, -np.inf)))
-            counts[new[far]] -= 1
-            counts[c] += 1
-            new[far] = c
-            dist[far] = -1.0
-        if np.array_equal(new, labels):
-            break
-        labels = new.copy()
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, labels, pts)
-        centroids = np.ascontiguousarray(sums / counts[:, None])
-    return centroids, labels
-
-
 class ClusteredSearch(NearestCodewordSearch):
-    """Top-``T`` clustered search: ``K`` k-means parents, search the children of the ``T`` nearest.
+    """Top-``T`` clustered search: ``K`` k-means parents, search the members of the ``T`` nearest.
+
+    The cluster index and the kernel are those of :mod:`~fibquant_theory.search.clustered`;
+    with ``top = n_clusters`` the codes are the exhaustive search's, bit for bit.
 
     Parameters
     ----------
     points : array_like
         Codebook of shape ``(N, k)``.
     n_clusters : int or None
-        Number of parents ``K``; default :math:`\\mathrm{round}(\\sqrt{T N})`
-        (which minimises :math:`K + T N / K`), at most ``N`` (and then ``T`` is
-        capped at ``K``).
+        Number of parents ``K``; default :math:`\\mathrm{round}(\\sqrt{T S N})`
+        (:func:`~fibquant_theory.search.clustered.default_clusters`, which minimises
+        :math:`K + T S N / K`), at most ``N`` (and then ``T`` is capped at ``K``).
     top : int
         Parents searched ``T``, ``1 <= T <= K`` (``T = K`` is exhaustive).
     seed : int
         Seed of the k-means initialisation.
+    spill : int
+        Clusters every codeword is listed in ``S``, ``1 <= S <= K`` (overlapping
+        clusters: fewer misses for ``S`` times the members).
     """
 
     name = "clustered"
 
-    def __init__(self, points: object, n_clusters: int | None = None, top: int = 4, seed: int = 0) -> None:
+    def __init__(
+        self, points: object, n_clusters: int | None = None, top: int = 4, seed: int = 0, spill: int = 1
+    ) -> None:
         super().__init__(points)
         top = check_int(top, "top", minimum=1)
+        spill = check_int(spill, "spill", minimum=1)
         if n_clusters is None:
-            n_clusters = min(self.n_codewords, max(top, round(math.sqrt(top * self.n_codewords))))
+            n_clusters = default_clusters(self.n_codewords, top, spill)
             top = min(top, n_clusters)  # a tiny codebook has fewer parents than `top`
         self.n_clusters = check_int(n_clusters, "n_clusters", minimum=1, maximum=self.n_codewords)
         self.top = check_int(top, "top", minimum=1, maximum=self.n_clusters)
         self.seed = check_int(seed, "seed", minimum=0)
-        self.parents, labels = kmeans_codewords(self.points, self.n_clusters, self.seed)
-        self._parent_norm2 = row_sumsq(self.parents)
-        self._order, self._offsets = _group(labels, self.n_clusters)
-        self._sorted = np.ascontiguousarray(self.points[self._order])
-        self._sorted_norm2 = np.ascontiguousarray(self._norm2[self._order])
-        self.labels = labels
+        self.spill = check_int(spill, "spill", minimum=1, maximum=self.n_clusters)
+        #: the clusters and their members (also what the GPU kernel reads)
+        self.index: ClusterIndex = build_cluster_index(self.points, self.n_clusters, spill=self.spill, seed=self.seed)
+        self.parents = self.index.parents
+        self.labels = self.index.labels
 
     def __repr__(self) -> str:
-        return f"ClusteredSearch(N={self.n_codewords}, k={self.k}, clusters={self.n_clusters}, top={self.top})"
+        return (
+            f"ClusteredSearch(N={self.n_codewords}, k={self.k}, clusters={self.n_clusters}, top={self.top}, "
+            f"spill={self.spill})"
+        )
 
     @property
     def candidates_per_block(self) -> float:
-        # expected children of T parents if clusters were equal-sized
-        return float(self.n_clusters + self.top * self.n_codewords / self.n_clusters)
+        # expected members of T parents if clusters were equal-sized
+        return self.index.candidates_per_block(self.top)
 
     def _run(self, y: np.ndarray, idx: np.ndarray, dist: np.ndarray) -> None:
-        _clustered_kernel(
-            y, self.parents, self._parent_norm2, self._sorted, self._sorted_norm2, self._order, self._offsets, self.top, idx, dist
-        )
+        run_clustered(y, self.index, self.top, idx, dist)
 
 
 def make_search(encoder: str, codebook: Any, **options: Any) -> NearestCodewordSearch:
@@ -377,7 +298,7 @@ def make_search(encoder: str, codebook: Any, **options: Any) -> NearestCodewordS
         ``"structured"`` a ``structure`` whose ``search(points)`` returns the exact
         structured search (``ValueError`` when the codebook has none).
     **options
-        ``probes`` (two-stage); ``n_clusters``, ``top``, ``seed`` (clustered).
+        ``probes`` (two-stage); ``n_clusters``, ``top``, ``seed``, ``spill`` (clustered).
         Options of the other encoders are ignored; unknown options raise.
 
     Returns
@@ -385,7 +306,7 @@ def make_search(encoder: str, codebook: Any, **options: Any) -> NearestCodewordS
     NearestCodewordSearch
         The search object; its ``search(y)`` returns indices and squared distances.
     """
-    known = {"probes", "n_clusters", "top", "seed"}
+    known = {"probes", "n_clusters", "top", "seed", "spill"}
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"unknown encoder options {sorted(unknown)}; known: {sorted(known)}")
@@ -396,7 +317,11 @@ def make_search(encoder: str, codebook: Any, **options: Any) -> NearestCodewordS
         return TwoStageSearch(points, codebook.shell_index, probes=options.get("probes", 1))
     if encoder == "clustered":
         return ClusteredSearch(
-            points, n_clusters=options.get("n_clusters"), top=options.get("top", 4), seed=options.get("seed", 0)
+            points,
+            n_clusters=options.get("n_clusters"),
+            top=options.get("top", 4),
+            seed=options.get("seed", 0),
+            spill=options.get("spill", 1),
         )
     if encoder == "structured":  # duck-typed: search/ does not import codebooks/
         build = getattr(getattr(codebook, "structure", None), "search", None)

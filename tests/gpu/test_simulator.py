@@ -225,14 +225,16 @@ def test_column_plan_bounds():
     from fibquant_theory.gpu.column_decode import column_codebook, column_plan
     from fibquant_theory.gpu.device import OUT_F16, OUT_F32
 
-    p = column_plan(128, 8, 256, OUT_F16)  # the benchmark setting: 2 columns, 4 lanes, 8 vectors a warp
-    assert (p["C"], p["L"], p["W"], p["R"], p["staged"], p["rowp"]) == (2, 4, 8, 8, 1, 68)
+    p = column_plan(128, 8, 256, OUT_F16)  # the benchmark setting: 2 columns, 4 lanes, 8 vectors a warp, 4 copies (32 KiB)
+    assert (p["C"], p["L"], p["W"], p["R"], p["staged"], p["rowp"]) == (2, 4, 8, 4, 1, 68)
     # staged writes: lane (w, l) of block b writes bank (w rowp + b kb + l cw) mod 32, all different
     banks = {(w * p["rowp"] + 3 * p["kb"] + l * p["cw"]) % 32 for w in range(p["W"]) for l in range(p["L"])}
     assert len(banks) == 32
-    p = column_plan(64, 32, 128, OUT_F16)  # sub-one-bit: 8 columns, direct 64-bit stores, 4 of 8 copies fit
-    assert (p["C"], p["L"], p["W"], p["R"], p["staged"], p["out_words"]) == (8, 4, 8, 4, 0, 2)
-    assert column_plan(64, 32, 128, OUT_F16, replicas=8)["bytes"] == 8 * 128 * 32 * 4
+    p = column_plan(64, 32, 128, OUT_F16)  # sub-one-bit: 4 columns (8 values), direct 64-bit stores, 2 of 4 copies fit
+    assert (p["C"], p["L"], p["W"], p["R"], p["staged"], p["out_words"]) == (4, 8, 4, 2, 0, 2)
+    p = column_plan(64, 32, 128, OUT_F16, columns=8)  # the old default: 8 columns, 4 of 8 copies in 64 KiB
+    assert (p["C"], p["L"], p["W"], p["R"]) == (8, 4, 8, 2)
+    assert column_plan(64, 32, 128, OUT_F16, columns=8, replicas=8)["bytes"] == 8 * 128 * 32 * 4
     assert column_plan(128, 8, 256, OUT_F32)["C"] == 1
     bad_plans = (
         (128, 1, 256, OUT_F16, 0), (96, 8, 256, OUT_F16, 0), (128, 8, 256, OUT_F16, 3), (128, 2, 16, OUT_F16, 0),
@@ -337,6 +339,11 @@ def test_corrupt_and_unsupported_inputs_raise(codebook):
     payload = cpu.encode(np.ones((4, codebook.d))).payload
     with pytest.raises(ValueError, match="truncated"):
         gpu.decode(payload[:-1], 4)
+    for n in (4, 1, 7, 4, 4096):  # the per-call memo of nbytes agrees with the layout and keeps its checks
+        assert gpu.nbytes(n) == cpu.layout.nbytes(n) == gpu.nbytes(np.int64(n))
+    for bad_n in (-1, True, 2.5):
+        with pytest.raises(ValueError, match="must be"):
+            gpu.nbytes(bad_n)
     bad = payload.copy()
     rb = cpu.layout.record_bits
     pos = 2 * rb + 15  # sign bit of record 2's fp16 norm header

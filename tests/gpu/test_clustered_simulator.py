@@ -1,0 +1,125 @@
+"""The clustered top-T GPU search under the Numba CUDA simulator: the CPU kernel's indices, exactly.
+
+As in ``test_simulator.py``, the simulator must be enabled before :mod:`numba.cuda`
+is first imported, so :func:`test_clustered_kernel_under_the_simulator` re-runs
+this file in a fresh interpreter with ``NUMBA_ENABLE_CUDASIM=1``; the other tests
+only run there, on tiny inputs (every CUDA thread is a Python thread).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+INNER = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and os.environ.get("FIBQUANT_GPU_SIM_INNER") == "1"
+inner = pytest.mark.skipif(not INNER, reason="runs inside the simulator subprocess of test_clustered_kernel_under_the_simulator")
+
+
+@pytest.mark.skipif(INNER, reason="this is the driver")
+def test_clustered_kernel_under_the_simulator() -> None:
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FIBQUANT_GPU_SIM_INNER="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", __file__],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    summary = proc.stdout.strip().splitlines()[-1]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) >= 8 and "1 skipped" in summary, proc.stdout[-2000:]  # only the driver skips
+
+
+# ------------------------------------------------------------------------------------------- inner
+def _codebook(n_codewords: int = 48, k: int = 4, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pts = rng.standard_normal((n_codewords, k))
+    return pts / np.linalg.norm(pts, axis=1, keepdims=True) * rng.uniform(0.2, 1.0, (n_codewords, 1))
+
+
+def _blocks(n: int, k: int = 4, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, k)) * 0.5
+
+
+@inner
+@pytest.mark.parametrize(("lanes", "top", "spill"), [(1, 2, 1), (4, 3, 2), (8, 1, 1), (32, 3, 1)])
+def test_float64_gives_the_cpu_kernel_indices(lanes, top, spill):
+    from fibquant_theory.gpu.clustered_encode import GPUClusteredSearch
+    from fibquant_theory.search.encoders import ClusteredSearch
+
+    cpu = ClusteredSearch(_codebook(), n_clusters=8, top=top, spill=spill, seed=3)
+    y = _blocks(9 if lanes == 32 else 37)  # 37: not a multiple of the blocks per thread block
+    want, _ = cpu.search(y)
+    got = GPUClusteredSearch(cpu, lanes=lanes).search(y)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+
+
+@inner
+@pytest.mark.parametrize("lanes", [2, 8])
+def test_all_clusters_is_the_exhaustive_search_and_ties_go_to_the_lowest_index(lanes):
+    from fibquant_theory.gpu.clustered_encode import GPUClusteredSearch
+    from fibquant_theory.search.encoders import ClusteredSearch, ExhaustiveSearch
+
+    half = _codebook(24, seed=4)
+    pts = np.concatenate([half, half])  # every codeword twice: exact ties, won by the first copy
+    cpu = ClusteredSearch(pts, n_clusters=6, top=6, seed=1)
+    y = np.concatenate([_blocks(20, seed=5), pts[[30, 2, 47]]])
+    want, _ = ExhaustiveSearch(pts).search(y)
+    assert (want < 24).all()
+    got = GPUClusteredSearch(cpu, lanes=lanes).search(y)
+    np.testing.assert_array_equal(got, want)
+    # fewer clusters than lanes (idle lanes), top = K
+    small = ClusteredSearch(pts, n_clusters=3, top=3, seed=2)
+    np.testing.assert_array_equal(GPUClusteredSearch(small, lanes=lanes).search(y), want)
+
+
+@inner
+def test_float32_agrees_and_top_can_be_changed_per_call():
+    from fibquant_theory.gpu.clustered_encode import GPUClusteredSearch
+    from fibquant_theory.search.clustered import nearest_clustered
+    from fibquant_theory.search.encoders import ClusteredSearch
+
+    cpu = ClusteredSearch(_codebook(), n_clusters=8, top=2, seed=0)
+    y = _blocks(30, seed=6)
+    got32 = GPUClusteredSearch(cpu, precision="float32", lanes=4).search(y.astype(np.float32))
+    assert np.mean(got32 == cpu.search(y)[0]) >= 0.9  # observed 1.0
+    gpu = GPUClusteredSearch(cpu, lanes=4)
+    np.testing.assert_array_equal(gpu.search(y, top=5), nearest_clustered(y, cpu.index, 5)[0])
+
+
+@inner
+def test_bad_input_is_refused():
+    from fibquant_theory.gpu._compat import cuda
+    from fibquant_theory.gpu.clustered_encode import GPUClusteredSearch
+    from fibquant_theory.search.encoders import ClusteredSearch, ExhaustiveSearch
+
+    cpu = ClusteredSearch(_codebook(), n_clusters=8, top=2)
+    gpu = GPUClusteredSearch(cpu, lanes=8)
+    y = _blocks(12)
+    y[7, 2] = np.nan
+    y[9, 0] = np.inf
+    with pytest.raises(ValueError, match="first bad row 7"):
+        gpu.search(y)
+    with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
+        gpu.search(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="top"):
+        gpu.search(_blocks(3), top=9)
+    with pytest.raises(ValueError, match="top"):
+        gpu.search(_blocks(3), top=0)
+    with pytest.raises(ValueError, match="float64"):
+        gpu.search(cuda.to_device(np.zeros((3, 4), dtype=np.float32)))
+    with pytest.raises(ValueError, match="precision"):
+        GPUClusteredSearch(cpu, precision="float16")
+    with pytest.raises(ValueError, match="lanes"):
+        GPUClusteredSearch(cpu, lanes=3)
+    with pytest.raises(TypeError, match="ClusteredSearch"):
+        GPUClusteredSearch(ExhaustiveSearch(_codebook()))
+    assert gpu.search(np.zeros((0, 4))).shape == (0,)
+    # device input and output
+    dev = gpu.search(cuda.to_device(_blocks(5)), to_host=False)
+    np.testing.assert_array_equal(dev.copy_to_host(), cpu.search(_blocks(5))[0])
