@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from transformers.cache_utils import CacheLayerMixin
 
+from fibquant_theory.kv.layers import mask_sizes
+
 __all__ = ["GPUCodecLayer", "GPUFp16Layer", "kernel_array", "torch_result"]
 
 #: Largest finite float16 (the centring means are stored in float16).
@@ -127,13 +129,7 @@ class _StaticBase(CacheLayerMixin):
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         """``(kv_length, kv_offset)`` of the states a prefill returns, as :class:`~fibquant_theory.kv.layers.CodecLayer` counts them."""
-        if self.sliding_window is None:
-            return self.cumulative_length + query_length, 0
-        w = self.sliding_window
-        kv_offset = max(self.cumulative_length - w + 1, 0)
-        if self.cumulative_length >= w:
-            return w - 1 + query_length, kv_offset
-        return self.cumulative_length + query_length, kv_offset
+        return mask_sizes(self.cumulative_length, query_length, self.sliding_window)
 
     def get_max_length(self) -> int:
         """The number of slots (the sliding window, or the capacity)."""

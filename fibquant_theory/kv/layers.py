@@ -29,7 +29,7 @@ from fibquant_theory.numerics.fixed_order import row_norms
 #: Values of the ``center`` option.
 CENTER_MODES = ("none", "key", "value", "both")
 
-__all__ = ["CENTER_MODES", "CodecLayer", "Fp16Layer", "Fp16SlidingLayer", "check_count"]
+__all__ = ["CENTER_MODES", "CodecLayer", "Fp16Layer", "Fp16SlidingLayer", "check_count", "mask_sizes"]
 
 #: Largest finite float16.
 _FP16_MAX = float(torch.finfo(torch.float16).max)
@@ -42,6 +42,33 @@ def check_count(value: object, name: str, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+
+def mask_sizes(seen: int, query_length: int, sliding_window: int | None) -> tuple[int, int]:
+    """``(kv_length, kv_offset)`` of the states the next update returns, as transformers' dynamic layers count them.
+
+    Parameters
+    ----------
+    seen : int
+        Tokens the layer has seen.
+    query_length : int
+        Tokens of the next update.
+    sliding_window : int or None
+        The layer's window ``W`` (None: a full-attention layer).
+
+    Returns
+    -------
+    tuple of int
+        Full attention: ``(seen + query_length, 0)``; a sliding layer keeps its last ``W - 1`` tokens.
+    """
+    if sliding_window is None:
+        return seen + query_length, 0
+    w = sliding_window
+    kv_offset = max(seen - w + 1, 0)
+    if seen >= w:
+        return w - 1 + query_length, kv_offset
+    return seen + query_length, kv_offset
 
 
 class CodecLayer(DynamicLayer):
@@ -239,13 +266,7 @@ class CodecLayer(DynamicLayer):
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         """``(kv_length, kv_offset)`` of the states the next update returns, as transformers' dynamic layers count them."""
-        if self.sliding_window is None:
-            return self.cumulative_length + query_length, 0
-        w = self.sliding_window
-        kv_offset = max(self.cumulative_length - w + 1, 0)
-        if self.cumulative_length >= w:
-            return w - 1 + query_length, kv_offset
-        return self.cumulative_length + query_length, kv_offset
+        return mask_sizes(self.cumulative_length, query_length, self.sliding_window)
 
     def get_max_length(self) -> int:
         """The sliding window (``-1``: no maximum, a full layer)."""
