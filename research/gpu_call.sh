@@ -6,6 +6,10 @@
 #   tests   all of tests/gpu/test_device.py, in 3 parallel pytest processes (compilation is CPU-bound)
 #   host    where the host time of one eager attention call goes (research/gpu_host_profile.py)
 #   ceiling the decode against a copy and a pure write of its output size (research/gpu_write_ceiling.py)
+#   e2e     research/gpu_e2e_bench.py, both model shapes (issue #17; gpu_e2e.json and its log into $OUT)
+#   cachetests  the device tests of the GPU cache (#17) and of the clustered encoder (#18)
+#   refine  research/gpu_refine_codebooks.py: more Lloyd iterations for the shipped k=8 N=65536 codebooks (#18),
+#           until ${REFINE_END:-570} s after the call's start
 #   ncu     Nsight Compute on the decode and attention kernels (research/gpu_profile.py)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +32,12 @@ for job in "$@"; do
            $PYT -k "not encode and not roundtrip and not sub_one_bit and not other_head and not (decode and not attention)" >"$OUT/tests3.txt" 2>&1 &
            wait
            for f in "$OUT"/tests[123].txt; do echo "== $f"; tail -15 "$f"; done ;;
+    e2e) timeout 330 python3 research/gpu_e2e_bench.py --out "$OUT" --budget ${E2E_BUDGET:-240} 2>&1 | tee "$OUT/e2e.log" | grep -v Warning | tail -40 ;;
+    cachetests) timeout 240 python3 -m pytest -q -p no:cacheprovider -m gpu ${CACHETESTS:-tests/gpu/test_gpu_cache_device.py tests/gpu/test_clustered_device.py} \
+                  >"$OUT/cachetests.txt" 2>&1; tail -30 "$OUT/cachetests.txt" ;;
+    refine) python3 research/gpu_refine_codebooks.py --out "$OUT" --total-seconds $(( ${REFINE_END:-570} - SECONDS )) 2>&1 | tail -20 ;;
     host) python3 research/gpu_host_profile.py --out "$OUT" 2>&1 | tail -60 ;;
-    ceiling) python3 research/gpu_write_ceiling.py --out "$OUT" 2>&1 | tee "$OUT/ceiling.txt" | tail -20 ;;
+    ceiling) timeout 150 python3 research/gpu_write_ceiling.py --out "$OUT" 2>&1 | tee "$OUT/ceiling.txt" | tail -20 ;;
     ncu) for only in decode attention; do
            ncu --clock-control none --profile-from-start off --section SpeedOfLight --section Occupancy --section LaunchStats \
              --section WarpStateStats --section InstructionStats \

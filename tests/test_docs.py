@@ -278,6 +278,39 @@ def test_rd_markdown_table(tmp_path: Path) -> None:
         assets.rd_markdown_table(bad)
 
 
+def test_frontier_markdown_table(tmp_path: Path) -> None:
+    from fibquant_theory.experiments.figures import FRONTIER_COLUMNS, write_rows_csv
+
+    assets = _load_script("docs_assets", ROOT / "docs" / "hooks" / "docs_assets.py")
+    base = {"family": "shells", "d": 64, "gaussian_ref": 0.0625, "lower_bound": 0.0637, "bound_gap_db": 1.3314}
+    rows = [
+        {**base, "source": "designed", "k": 2, "n_codewords": 16, "rate_bits": 2.0, "mse": 0.108,
+         "mse_per_coordinate": 0.108 / 64, "gap_db": 2.37},
+        {**base, "source": "shipped", "k": 8, "n_codewords": 65536, "rate_bits": 2.0, "mse": 0.0865337,
+         "mse_per_coordinate": 0.0865337 / 64, "gap_db": 1.41305},
+        {**base, "source": "shipped", "k": 32, "n_codewords": 128, "rate_bits": 0.21875, "mse": 0.799,
+         "mse_per_coordinate": 0.799 / 64, "gaussian_ref": 0.73841, "gap_db": 0.34272, "lower_bound": 0.76696,
+         "bound_gap_db": 0.17802},
+        {**base, "source": "turboquant", "family": "scalar", "k": 1, "n_codewords": 4, "rate_bits": 2.0,
+         "mse": 0.1145258, "mse_per_coordinate": 0.1145258 / 64, "gap_db": 2.63},
+    ]
+    table = assets.frontier_markdown_table(write_rows_csv(rows, tmp_path / "f.csv")).splitlines()
+    assert table[2] == "| 64 | 8 | 65536 | 2 | shells | 0.0865 | 0.0625 | +1.41 | 0.0637 | +1.33 | 0.1145 |"
+    assert table[3] == "| 64 | 32 | 128 | 0.2188 | shells | 0.7990 | 0.7384 | +0.34 | 0.7670 | +0.18 | — |"
+    assert len(table) == 4
+    none = tmp_path / "none.csv"
+    write_rows_csv(rows[:1], none)
+    with pytest.raises(ValueError, match="no shipped row"):
+        assets.frontier_markdown_table(none)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("source,d\nshipped,64\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        assets.frontier_markdown_table(bad)
+    assert set(FRONTIER_COLUMNS) <= set(rows[0])
+    # the figure's caption says where the data come from
+    assert "shipped data" in assets.PAPER_FIGURES["fig3_frontier.png"]
+
+
 # --------------------------------------------------------------------------- browser
 
 

@@ -9,8 +9,15 @@ Everything is written under ``--out`` (git-ignored ``docs/generated/`` by defaul
 ``figures/rd_scalar.png``, ``figures/rd_scalar.csv``, ``figures/rd_fibquant.csv``, ``figures/rd_vs_fibquant.png``
     ``fibquant demo --samples N --no-kv --out figures`` (the rate–distortion parts of
     the main job, on fewer samples).
-``figures/fig2_codebooks_k2.png``, ``figures/fig3_mse_vs_rate.png``
-    ``fibquant figures --quick --out figures``, only when that subcommand exists.
+``figures/fig2_codebooks_k2.png``, ``figures/fig3_mse_vs_rate.png``, ``figures/fig3_frontier.{png,csv}``
+    ``fibquant figures --quick --out figures``, only when that subcommand exists; the
+    frontier figure and CSV are Fig. 3 rebuilt from the shipped codebooks
+    (:func:`fibquant_theory.experiments.figures.plot_frontier`).
+``shipped_frontier_table.md``
+    The shipped d = 64 designs of ``fig3_frontier.csv`` (MSE from the hash-checked
+    manifest) with their gap in dB to the reference 2^(−2b) and to the larger lower
+    bound, as a Markdown table (:func:`frontier_markdown_table`); a note when the CSV is
+    missing. Shown under the frontier figure and on the *Choosing a codec* page.
 ``rd_scalar_table.md``, ``rd_matched_table.md``
     The demo's TurboQuant rate–distortion rows, and FibQuant against TurboQuant-mse at
     the same rates, as Markdown tables.
@@ -56,7 +63,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["generate", "kv_results_markdown", "machine_info", "rd_markdown_table", "has_subcommand", "has_option", "main"]
+__all__ = ["frontier_markdown_table", "generate", "kv_results_markdown", "machine_info", "rd_markdown_table",
+           "has_subcommand", "has_option", "main"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,7 +74,14 @@ PAPER_FIGURES: dict[str, str] = {
     "before (open) and after (solid) Lloyd–Max refinement (paper Figure 2, quick settings).",
     "fig3_mse_vs_rate.png": "Held-out MSE per coordinate against the rate b = log2(N)/k: FibQuant for several "
     "block sizes k against scalar TurboQuant and the reference curves of the legend (paper Figure 3, quick settings).",
+    "fig3_frontier.png": "Figure 3 built from the shipped data at d = 64: every codebook shipped with the package "
+    "(stars and other large markers, labelled with k and N; held-out MSE from its hash-checked manifest entry), the "
+    "lattice families d4, hurwitz and e8 (open markers), FibQuant designs for k = 2, 4, 8, 16, 32 (quick settings), "
+    "scalar TurboQuant, the Gaussian reference 2^(-2b)/d (not a bound) and the Shannon and cap lower bounds; the "
+    "right panel enlarges the sub-one-bit designs.",
 }
+#: File name of the Markdown table of the shipped designs (:func:`frontier_markdown_table`).
+FRONTIER_TABLE = "shipped_frontier_table.md"
 
 
 def _fibquant(args: Sequence[str], timeout: float = 600.0) -> str:
@@ -233,6 +248,54 @@ def rd_markdown_table(csv_path: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def frontier_markdown_table(csv_path: str | Path) -> str:
+    """The shipped designs of ``fig3_frontier.csv`` (written by ``fibquant figures``) as a Markdown table.
+
+    Parameters
+    ----------
+    csv_path : str or pathlib.Path
+        CSV with the columns of :data:`fibquant_theory.experiments.figures.FRONTIER_COLUMNS`.
+
+    Returns
+    -------
+    str
+        A Markdown table, one row per ``source == "shipped"`` row: d, k, N, rate, family,
+        held-out E‖u − û‖², the reference 2^(−2b), the gap to it in dB, the larger lower
+        bound, the gap to it in dB, and the exact TurboQuant MSE at the same rate when the
+        CSV has a TurboQuant row there ("—" otherwise).
+
+    Raises
+    ------
+    ValueError
+        If the file lacks a column or has no shipped row.
+    """
+    from fibquant_theory.experiments.figures import FRONTIER_COLUMNS
+
+    with Path(csv_path).open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    missing = set(FRONTIER_COLUMNS) - set(rows[0]) if rows else set()
+    if missing:
+        raise ValueError(f"{csv_path}: missing columns {sorted(missing)}")
+    shipped = [r for r in rows if r["source"] == "shipped"]
+    if not shipped:
+        raise ValueError(f"{csv_path}: no shipped row")
+    scalar = {float(r["rate_bits"]): float(r["mse"]) for r in rows if r["source"] == "turboquant"}
+    lines = [
+        "| d | k | N | b | family | held-out E‖u − û‖² | 2^(−2b) | gap dB | larger lower bound "
+        "| gap to it dB | TurboQuant at b |",
+        "| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in shipped:
+        b = float(r["rate_bits"])
+        tq = next((v for rate, v in scalar.items() if abs(rate - b) < 1e-9), None)
+        lines.append(
+            f"| {r['d']} | {r['k']} | {r['n_codewords']} | {b:.4g} | {r['family']} | {float(r['mse']):.4f} "
+            f"| {float(r['gaussian_ref']):.4f} | {float(r['gap_db']):+.2f} | {float(r['lower_bound']):.4f} "
+            f"| {float(r['bound_gap_db']):+.2f} | {'—' if tq is None else f'{tq:.4f}'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def methods_markdown_table(methods: Sequence[dict[str, str]]) -> str:
     """The registry's methods (the rows of ``fibquant methods --json``) as a Markdown table."""
     if not methods:
@@ -356,7 +419,9 @@ def _machine_markdown(info: dict[str, str], seconds: dict[str, float]) -> str:
     )
 
 
-def _paper_figures_markdown(out_figures: Path, available: bool, prefix: str = "../generated/figures/") -> str:
+def _paper_figures_markdown(
+    out_figures: Path, available: bool, prefix: str = "../generated/figures/", after: dict[str, str] | None = None
+) -> str:
     if not available:
         return (
             '!!! note "Not in this version"\n'
@@ -367,6 +432,8 @@ def _paper_figures_markdown(out_figures: Path, available: bool, prefix: str = ".
     for name, caption in PAPER_FIGURES.items():
         if (out_figures / name).is_file():
             parts.append(f"![{caption}]({prefix}{name})\n\n*{caption}*\n")
+            if after and name in after:
+                parts.append(after[name])
     if not parts:
         raise RuntimeError(f"`fibquant figures --quick` wrote none of {sorted(PAPER_FIGURES)} in {out_figures}")
     return "\n".join(parts)
@@ -444,7 +511,23 @@ def generate(out: str | Path, samples: int = 20_000, seed: int = 0, verbose: boo
         t0 = time.perf_counter()
         _fibquant(cmd)
         seconds["fibquant figures --quick"] = time.perf_counter() - t0
-    (out / "paper_figures.md").write_text(_paper_figures_markdown(figures, with_figures))
+    frontier_csv = figures / "fig3_frontier.csv"
+    if with_figures and frontier_csv.is_file():
+        table = (
+            "The shipped designs at d = 64, their held-out MSE read from the hash-checked manifest "
+            "(`fibquant_theory/codebooks/data/manifest.json`) by `fibquant figures` during this build, "
+            "and their gap to the Gaussian reference 2^(−2b) and to the larger of the two lower bounds "
+            "(the Shannon bound of the design's own block and the cap bound):\n\n"
+            + frontier_markdown_table(frontier_csv)
+        )
+    else:
+        table = ('!!! note "Not in this build"\n'
+                 "    The table of the shipped codebooks is written from `fibquant figures`, which did not write "
+                 "`fig3_frontier.csv` in this version.\n")
+    (out / FRONTIER_TABLE).write_text(table)
+    (out / "paper_figures.md").write_text(
+        _paper_figures_markdown(figures, with_figures, after={"fig3_frontier.png": table})
+    )
     for name, text in kv_results_markdown().items():
         (out / name).write_text(text)
     (out / "gpu_results.md").write_text(tables.gpu_results_markdown(ROOT / "docs" / "results" / "gpu"))

@@ -137,13 +137,18 @@ def _cmd_kv_eval(args: argparse.Namespace) -> str:
 
 
 def _cmd_kv_pareto(args: argparse.Namespace) -> str:
+    from fibquant_theory.experiments.sweep import available_memory, default_workers
     from fibquant_theory.kv.models import model_name
-    from fibquant_theory.kv.pareto import frontier_table, kv_pareto, sweep_configs
+    from fibquant_theory.kv.pareto import cluster_size, frontier_table, kv_pareto, model_nbytes, sweep_configs
 
     check_cluster_args(args)
     model, _, texts, protocol = _load(args)
     name = model_name(args.model)
-    with cluster_runner(args.workers, args.scheduler) as runner:
+
+    def size(n_points: int) -> tuple[int, str]:
+        return cluster_size(n_points, model_nbytes(model), available_memory(), default_workers())
+
+    with cluster_runner(args.workers, args.scheduler, size=size, desc=f"kv-pareto {name}") as runner:
         rows = kv_pareto(model, name, texts, args.out, sweep_configs(args.grid), protocol,
                          progress=not args.no_progress, runner=runner)
     for r in rows:
@@ -205,8 +210,10 @@ def add_kv_commands(sub: Any) -> None:
     pa.add_argument("--out", default="build/kv", help="output folder (default build/kv; points are cached there)")
     pa.add_argument("--grid", choices=("full", "small", "tiny"), default="full", help="the sweep grid (default full)")
     pa.add_argument("--no-progress", action="store_true")
-    add_cluster_options(pa, "default 0; each worker holds a copy of the model, sent once; the fp perplexities are "
-                        "computed in this process")
+    add_cluster_options(pa, "default: min(CPU cores, points to compute, workers that fit in the available memory "
+                        "at 3 x the model + 1 GiB each, leaving 3 x the model to this process), or 0 when none fits; "
+                        "the choice and why are printed on stderr. Each worker gets the model once, and cores // N "
+                        "torch threads; the fp perplexities are computed in this process")
     _common(pa)
     pa.set_defaults(func=_cmd_kv_pareto)
 

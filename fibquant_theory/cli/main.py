@@ -234,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("--json", action="store_true", help="print one JSON object")
     cb.set_defaults(func=_cmd_codebook)
 
-    fig = sub.add_parser("figures", help="codebook figures: k=2 Voronoi cells (Fig. 2) and MSE vs rate (Fig. 3)")
+    fig = sub.add_parser(
+        "figures",
+        help="codebook figures: k=2 Voronoi cells (Fig. 2), MSE vs rate (Fig. 3), and Fig. 3 with the shipped "
+        "codebooks and lattice families (fig3_frontier.png and .csv)",
+    )
     fig.add_argument("--out", default="build/figures", help="output folder (default build/figures)")
     fig.add_argument("--quick", action="store_true", help="fewer samples and rates (well under a minute)")
     fig.add_argument("--seed", type=int, default=0)

@@ -4,16 +4,18 @@ Both sweeps run on Dask (:mod:`fibquant_theory.experiments.sweep`): a ``LocalClu
 of ``--workers`` processes on this machine (default one per core), or the cluster whose
 scheduler is at ``--scheduler ADDRESS``. Every point is cached under ``<out>/points/``,
 so running the command again resumes a sweep that stopped, and re-prints a finished one
-without computing anything.
+without computing anything. ``kv-pareto`` runs its points through :func:`cluster_runner`,
+which starts its cluster only when a point is missing and sizes it by memory by default
+(:func:`fibquant_theory.kv.pareto.cluster_size`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ def add_cluster_options(p: argparse.ArgumentParser, workers_default: str) -> Non
         What the command does without either option (the end of the ``--workers`` help).
     """
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help=f"run the points on a Dask LocalCluster of N worker processes, one thread each; "
+                   help=f"run the points on a Dask LocalCluster of N worker processes, one point at a time each; "
                    f"0: in this process, without Dask ({workers_default})")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the points on the running Dask cluster whose scheduler is at ADDRESS "
@@ -64,30 +66,76 @@ def check_cluster_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--workers must be 0 (in this process) or more, got {args.workers}")
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 @contextlib.contextmanager
-def cluster_runner(workers: int | None, scheduler: str | None) -> Iterator[Any]:
+def cluster_runner(workers: int | None, scheduler: str | None,
+                   size: Callable[[int], tuple[int, str]] | None = None, desc: str = "sweep",
+                   log: Callable[[str], None] = _stderr) -> Iterator[Any]:
     """The ``runner`` of :func:`~fibquant_theory.kv.pareto.kv_pareto` for ``--workers`` / ``--scheduler``.
+
+    The cluster is started at the runner's first call, which :func:`~fibquant_theory.kv.pareto.kv_pareto`
+    makes only when some point is not in the cache, and shut down when the block ends.
+    Its size is ``workers``, or ``size(number of points)`` when ``workers`` is ``None``;
+    each worker's numerical libraries get ``cores // workers`` threads (at least 1), so
+    the workers together use the cores without oversubscribing them. The size, why,
+    and the threads are told to ``log``.
 
     Parameters
     ----------
     workers : int or None
-        ``None`` or 0 without a scheduler: ``None`` (the points run in this process);
-        else the size of a new ``LocalCluster``.
+        0 without a scheduler: no runner (the points run in this process); ``>= 1``:
+        a ``LocalCluster`` of that many workers; ``None``: of ``size(n)`` workers.
     scheduler : str or None
-        Address of a running scheduler.
+        Address of a running scheduler (its workers and their threads are its own).
+    size : callable, optional
+        ``size(n_points) -> (n_workers, reason)``: the default size (0: run in this
+        process); default :func:`~fibquant_theory.experiments.sweep.default_workers`, one per core.
+    desc : str
+        The command, at the start of the log line.
+    log : callable
+        Called with one line saying where the points run (default: printed to stderr).
 
     Yields
     ------
     callable or None
-        :func:`~fibquant_theory.experiments.sweep.map_completed` bound to the client, or ``None``.
+        ``runner(func, items, context, names)``, which yields ``(index, result)`` as
+        :func:`~fibquant_theory.experiments.sweep.map_completed` does, or ``None``.
     """
-    from fibquant_theory.experiments.sweep import dask_client, map_completed
+    from fibquant_theory.experiments.sweep import dask_client, default_workers, map_completed
 
-    if scheduler is None and not workers:
+    if scheduler is None and workers == 0:
         yield None
         return
-    with dask_client(workers, scheduler) as client:
-        yield functools.partial(map_completed, client)
+
+    with contextlib.ExitStack() as stack:
+        def runner(func: Callable[..., Any], items: Sequence[Any], context: Any,
+                   names: Sequence[str]) -> Iterator[tuple[int, Any]]:
+            points = f"{len(items)} point{'s' * (len(items) != 1)}"
+            if scheduler is not None:
+                client = stack.enter_context(dask_client(None, scheduler))
+                log(f"{desc}: {points} on the Dask cluster at {scheduler}")
+            else:
+                cores = default_workers()
+                if workers is not None:
+                    n, why = workers, "--workers"
+                elif size is not None:
+                    n, why = size(len(items))
+                else:
+                    n, why = cores, f"one per core ({cores} cores)"
+                if n == 0:
+                    log(f"{desc}: {points} in this process ({why}; --workers N starts N workers)")
+                    yield from map_completed(None, func, items, context, names)
+                    return
+                threads = max(1, cores // n)
+                client = stack.enter_context(dask_client(n, compute_threads=threads))
+                log(f"{desc}: {points} on a Dask LocalCluster of {n} worker{'s' * (n != 1)} ({why}), "
+                    f"{threads} compute thread{'s' * (threads != 1)} each")
+            yield from map_completed(client, func, items, context, names)
+
+        yield runner
 
 
 def _run(args: argparse.Namespace, points: list[dict[str, Any]], func: Any, version: int, desc: str) -> list[dict]:
@@ -137,7 +185,7 @@ def add_sweep_commands(sub: Any, flags: list[tuple[Flag, list[str]]]) -> None:
         The codec option flags of ``fibquant rd`` and their methods (:func:`~fibquant_theory.cli.main.rd_flags`);
         here each takes one or more values.
     """
-    default = "default: one worker per CPU core"
+    default = "default: one worker per CPU core, one thread each"
     rd = sub.add_parser("rd-sweep", help="rate–distortion of methods × dimensions × rates on Dask, every point cached "
                         "(resumable)")
     rd.add_argument("--method", nargs="+", choices=sorted(METHODS), required=True,

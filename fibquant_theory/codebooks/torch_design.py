@@ -56,7 +56,7 @@ from fibquant_theory.codebooks.torch_lloyd import (
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["design_torch", "float32_rounded"]
+__all__ = ["codebook_samples", "design_torch", "float32_rounded"]
 
 _log = logging.getLogger(__name__)
 
@@ -218,7 +218,46 @@ def _mean_distance(blocks: np.ndarray, points: np.ndarray, device: torch.device)
     return float(dist.cpu().numpy().mean())
 
 
-def float32_rounded(codebook: Codebook, device: object = "cpu") -> Codebook:
+def codebook_samples(
+    codebook: Codebook, samples: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(train, heldout)`` blocks a shells design was made with (the sizes of its ``params``).
+
+    Parameters
+    ----------
+    codebook : Codebook
+        A shells design whose ``params`` hold ``n_train_used`` and ``options["n_heldout"]``.
+    samples : tuple of numpy.ndarray or None
+        Those blocks when already drawn (only their shapes are checked); ``None`` draws
+        them (:func:`~fibquant_theory.codebooks.design.design_samples`).
+
+    Returns
+    -------
+    train : numpy.ndarray, shape (n_train, k)
+    heldout : numpy.ndarray, shape (n_heldout, k)
+
+    Raises
+    ------
+    ValueError
+        The params lack the sizes, or ``samples`` has other shapes.
+    """
+    p = codebook.params
+    if "n_train_used" not in p or "n_heldout" not in dict(p.get("options", {})):
+        raise ValueError("the codebook's params do not give its training sample sizes (n_train_used, options['n_heldout'])")
+    sizes = (int(p["n_train_used"]), int(p["options"]["n_heldout"]))
+    k = codebook.k
+    if samples is None:
+        return design_samples(codebook.d, k, codebook.n_codewords, codebook.seed, *sizes)
+    train, heldout = samples
+    if np.shape(train) != (sizes[0], k) or np.shape(heldout) != (sizes[1], k):
+        raise ValueError(f"samples must be the design's (train {(sizes[0], k)}, heldout {(sizes[1], k)}) blocks, "
+                         f"got shapes {np.shape(train)} and {np.shape(heldout)}")
+    return np.ascontiguousarray(train, dtype=np.float64), np.ascontiguousarray(heldout, dtype=np.float64)
+
+
+def float32_rounded(
+    codebook: Codebook, device: object = "cpu", samples: tuple[np.ndarray, np.ndarray] | None = None
+) -> Codebook:
     """The design with its points and initial points rounded to float32, its distortions recomputed.
 
     Shipped codebooks are stored this way (half the bytes of float64; a relative change of the
@@ -236,6 +275,9 @@ def float32_rounded(codebook: Codebook, device: object = "cpu") -> Codebook:
         A shells design (:func:`design_torch`, or the CPU design) with float64 points.
     device : str or torch.device
         Torch device of the recomputation (``"cuda"``, ``"cpu"``).
+    samples : tuple of numpy.ndarray or None
+        The design's ``(train, heldout)`` when already drawn (only their shapes are
+        checked); ``None`` draws them.
 
     Returns
     -------
@@ -262,7 +304,7 @@ def float32_rounded(codebook: Codebook, device: object = "cpu") -> Codebook:
         raise ValueError("a point rounded to float32 leaves the open unit ball")
     p = codebook.params
     d, k, n_code = codebook.d, codebook.k, codebook.n_codewords
-    train, heldout = design_samples(d, k, n_code, codebook.seed, p["n_train_used"], p["options"]["n_heldout"])
+    train, heldout = codebook_samples(codebook, samples)
     torch = torch_module()
     assigner = TorchAssigner(torch.from_numpy(train).to(dev))
     _, dist = assigner.assign(torch.from_numpy(points).to(dev))

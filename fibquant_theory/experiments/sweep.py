@@ -43,8 +43,8 @@ from tqdm.auto import tqdm
 
 from fibquant_theory._validation import check_int
 
-__all__ = ["DEFAULT_TIMEOUT", "SweepError", "dask_client", "default_workers", "function_name", "map_completed",
-           "package_version", "point_key", "run_sweep"]
+__all__ = ["DEFAULT_TIMEOUT", "SweepError", "available_memory", "dask_client", "default_workers", "function_name",
+           "map_completed", "package_version", "point_key", "run_sweep"]
 
 #: Seconds :func:`dask_client` waits for the scheduler at ``--scheduler ADDRESS`` to answer.
 DEFAULT_TIMEOUT = 10.0
@@ -78,6 +78,22 @@ def default_workers() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)  # pragma: no cover - platforms without sched_getaffinity
+
+
+def available_memory() -> int | None:
+    """The memory available to new processes on this machine, in bytes.
+
+    Returns
+    -------
+    int or None
+        ``psutil.virtual_memory().available`` (what can be used without swapping);
+        ``None`` when ``psutil`` (a dependency of ``dask.distributed``) is not installed.
+    """
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
 
 
 def function_name(func: Callable[..., Any]) -> str:
@@ -147,11 +163,14 @@ def point_key(point: dict[str, Any], func: Callable[..., Any], version: int | st
 
 @contextlib.contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None,
-                timeout: float = DEFAULT_TIMEOUT) -> Iterator[Any]:
+                timeout: float = DEFAULT_TIMEOUT, compute_threads: int | None = None) -> Iterator[Any]:
     """A :class:`distributed.Client`: of a new ``LocalCluster``, or of the scheduler at ``scheduler``; closed on exit.
 
-    The ``LocalCluster`` has ``workers`` worker processes with one thread each and no
-    dashboard; it is shut down when the block ends.
+    The ``LocalCluster`` has ``workers`` worker processes with one thread each (one task
+    at a time) and no dashboard; it is shut down when the block ends. The numerical
+    libraries of each worker (torch, OpenMP, MKL, OpenBLAS) use ``compute_threads``
+    threads: Dask's own default is 1, which is right when there is a worker per core;
+    fewer workers than cores can each use ``cores // workers``.
 
     Parameters
     ----------
@@ -162,6 +181,11 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
         Address of a running scheduler, e.g. ``tcp://10.0.0.5:8786``.
     timeout : float
         Seconds to wait for that scheduler to answer.
+    compute_threads : int, optional
+        Threads of the numerical libraries in each worker of the ``LocalCluster``
+        (``>= 1``; sets ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and
+        ``OPENBLAS_NUM_THREADS`` in the workers before they start; default 1, Dask's).
+        Not with ``scheduler`` (its workers were started with their own).
 
     Yields
     ------
@@ -171,9 +195,9 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
     Raises
     ------
     ValueError
-        If ``workers`` is not an integer ``>= 1``, both ``workers`` and ``scheduler`` are
-        given, the address is malformed, ``timeout`` is not a positive number, or
-        ``dask.distributed`` is not installed.
+        If ``workers`` or ``compute_threads`` is not an integer ``>= 1``, ``scheduler``
+        is given with either, the address is malformed, ``timeout`` is not a positive
+        number, or ``dask.distributed`` is not installed.
     OSError
         If no scheduler answers at ``scheduler`` within ``timeout`` seconds.
     """
@@ -186,6 +210,8 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
     if scheduler is not None:
         if workers is not None:
             raise ValueError("give the number of workers or a scheduler address, not both (a cluster has its own workers)")
+        if compute_threads is not None:
+            raise ValueError("compute_threads sets up the workers of a LocalCluster; a scheduler's workers have their own")
         if not isinstance(scheduler, str) or not scheduler.strip():
             raise ValueError(f"the scheduler address must be a non-empty string like tcp://HOST:8786, got {scheduler!r}")
         if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
@@ -200,8 +226,12 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
             yield client
         return
     n = default_workers() if workers is None else check_int(workers, "workers", minimum=1)
+    env = None
+    if compute_threads is not None:
+        threads = str(check_int(compute_threads, "compute_threads", minimum=1))
+        env = {name: threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                      silence_logs=logging.ERROR, env=env) as cluster, Client(cluster) as client:
         yield client
 
 

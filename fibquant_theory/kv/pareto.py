@@ -6,7 +6,8 @@
 and the protocol, so a sweep that stops resumes where it stopped and a finished
 one is re-plotted without running anything (a corrupt point file is reported with a
 ``RuntimeWarning`` and the point recomputed). The points can run on Dask
-(``runner=``, ``fibquant kv-pareto --workers N`` / ``--scheduler ADDRESS``). :func:`kv_pareto` writes
+(``runner=``; ``fibquant kv-pareto`` starts a ``LocalCluster`` of :func:`cluster_size`
+workers, or ``--workers N`` / ``--scheduler ADDRESS``). :func:`kv_pareto` writes
 ``kv_pareto_<model>.csv`` and two plots (compression vs Δppl and vs attention-output
 cosine, error bars over seeds); :func:`frontier_table` says, at each target
 compression, which method has the lowest Δppl within ±5 % of it.
@@ -26,15 +27,25 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from fibquant_theory._validation import check_int
 from fibquant_theory.kv.report import flat_rows, write_csv
 
-__all__ = ["BEST_OPTIONS", "GRIDS", "TARGETS", "csv_rows", "evaluate_point", "frontier_table", "kv_pareto", "label",
-           "plot_pareto", "sweep_configs"]
+__all__ = ["BEST_OPTIONS", "GRIDS", "MODEL_COPIES", "TARGETS", "WORKER_OVERHEAD_BYTES", "cluster_size", "csv_rows",
+           "evaluate_point", "frontier_table", "kv_pareto", "label", "model_nbytes", "plot_pareto", "sweep_configs",
+           "worker_bytes"]
 
 #: The practical options that FibQuant and TurboQuant get in their "+opts" rows (both alike).
 BEST_OPTIONS: dict[str, Any] = {"center": "key", "norm_correction": True}
 #: Target compressions of :func:`frontier_table`.
 TARGETS = (4.0, 5.0, 8.0)
+#: Memory of a Dask worker of :func:`kv_pareto` besides its copies of the model: Python, torch and
+#: transformers (0.56 GiB measured) and the work of one point (:func:`worker_bytes`).
+WORKER_OVERHEAD_BYTES = 1 << 30
+#: Copies of the model that a worker holds at once while it receives the model (the frames, their
+#: join, the unpickled model), and that this process holds while it sends them: 3 measured on
+#: SmolLM2-135M (a worker peaked at 0.56 GiB + 3.06 x the model, this process at 2.5 x the model more).
+MODEL_COPIES = 3
+_GIB = float(1 << 30)
 _FQ = "fibquant"
 _TQ = "turboquant"
 _Q = {"residual_length": 0}
@@ -181,6 +192,108 @@ def evaluate_point(context: tuple[Any, str, dict[str, Any], Any, dict[str, float
     return row
 
 
+def model_nbytes(model: Any) -> int:
+    """The bytes of a model's parameters and buffers, each tensor counted once (tied weights are shared).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model.
+
+    Returns
+    -------
+    int
+        The sum of ``numel * element_size`` over ``model.parameters()`` and ``model.buffers()``.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` has no ``parameters`` and ``buffers`` (is not a ``torch.nn.Module``).
+    """
+    if not (callable(getattr(model, "parameters", None)) and callable(getattr(model, "buffers", None))):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    seen: set[int] = set()
+    total = 0
+    for tensor in (*model.parameters(), *model.buffers()):
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def worker_bytes(model_bytes: int) -> int:
+    """The memory a Dask worker of :func:`kv_pareto` needs: :data:`MODEL_COPIES` models plus :data:`WORKER_OVERHEAD_BYTES`.
+
+    A worker receives the model pickled and unpickles it, so for a moment it holds
+    the model three times (the frames received, joined, and the model); then once,
+    with the work of one point, which needs less.
+
+    Parameters
+    ----------
+    model_bytes : int
+        The model's size in memory (:func:`model_nbytes`), ``>= 0``.
+
+    Returns
+    -------
+    int
+        ``MODEL_COPIES * model_bytes + WORKER_OVERHEAD_BYTES``.
+
+    Raises
+    ------
+    ValueError
+        If ``model_bytes`` is not an integer ``>= 0``.
+    """
+    return MODEL_COPIES * check_int(model_bytes, "model_bytes", minimum=0) + WORKER_OVERHEAD_BYTES
+
+
+def cluster_size(n_points: int, model_bytes: int, available_bytes: int | None, cores: int) -> tuple[int, str]:
+    """The size of ``kv-pareto``'s default ``LocalCluster``, and why: ``min(cores, points, workers that fit in memory)``.
+
+    Every worker holds a copy of the model (:func:`worker_bytes` each), and while the
+    model is sent to them this process holds :data:`MODEL_COPIES` more besides its own;
+    so ``(available_bytes - MODEL_COPIES * model_bytes) // worker_bytes(model_bytes)``
+    workers fit. When not even one fits, or the available memory is unknown, the answer
+    is 0: the points run in this process, which already holds the model.
+
+    Parameters
+    ----------
+    n_points : int
+        Points to compute (those not in the cache), ``>= 1``.
+    model_bytes : int
+        The model's size in memory (:func:`model_nbytes`), ``>= 0``.
+    available_bytes : int or None
+        Memory available on this machine
+        (:func:`~fibquant_theory.experiments.sweep.available_memory`); ``None``: unknown.
+    cores : int
+        CPU cores this process may use (:func:`fibquant_theory.experiments.sweep.default_workers`), ``>= 1``.
+
+    Returns
+    -------
+    tuple of (int, str)
+        The number of workers (0: in this process) and the reason, e.g.
+        ``"min(16 cores, 23 points to compute, 7 that fit in 21.0 GiB of available memory at 2.5 GiB each: ...)"``.
+
+    Raises
+    ------
+    ValueError
+        If an argument is not an integer in its range.
+    """
+    n_points = check_int(n_points, "n_points", minimum=1)
+    cores = check_int(cores, "cores", minimum=1)
+    each = worker_bytes(model_bytes)
+    if available_bytes is None:
+        return 0, "the available memory is unknown (psutil is not installed), so no worker is known to fit"
+    available_bytes = check_int(available_bytes, "available_bytes", minimum=0)
+    fit = max(0, available_bytes - MODEL_COPIES * model_bytes) // each
+    memory = (f"{fit} that fit in {available_bytes / _GIB:.1f} GiB of available memory at {each / _GIB:.1f} GiB each: "
+              f"{MODEL_COPIES} x the {model_bytes / _GIB:.2f} GiB model + {WORKER_OVERHEAD_BYTES / _GIB:.0f} GiB, "
+              f"and {MODEL_COPIES} x the model here while it is sent")
+    if fit == 0:
+        return 0, f"no worker fits: {memory}"
+    points = f"{n_points} point{'s' * (n_points != 1)} to compute"
+    return min(cores, n_points, fit), f"min({cores} core{'s' * (cores != 1)}, {points}, {memory})"
+
+
 def _cached_row(path: Path) -> dict[str, Any] | None:
     """The cached row at ``path``; ``None`` when there is none or (with a ``RuntimeWarning``) it is corrupt."""
     if not path.is_file():
@@ -217,7 +330,8 @@ def kv_pareto(
     """Run (or resume) a sweep; write the CSV and the two plots of the model under ``out``.
 
     The fp perplexities are computed here; the points not in the cache are computed
-    here too, one after the other, or by ``runner``: for instance
+    here too, one after the other, or by ``runner`` (called only when a point is
+    missing, so a finished sweep starts no cluster): for instance
     ``functools.partial(map_completed, client)`` of
     :func:`fibquant_theory.experiments.sweep.map_completed`, which runs them on a Dask
     client (the model, the texts, the protocol and the fp perplexities are sent to every
@@ -275,7 +389,8 @@ def kv_pareto(
     with tqdm(total=len(configs), initial=len(configs) - len(todo), desc=f"kv-pareto {model_name}",
               disable=not progress) as bar:
         run = runner or functools.partial(_in_process, bar)
-        for j, row in run(evaluate_point, [configs[i] for i in todo], context, [label(*configs[i]) for i in todo]):
+        done = run(evaluate_point, [configs[i] for i in todo], context, [label(*configs[i]) for i in todo]) if todo else ()
+        for j, row in done:
             text = json.dumps(row, default=str)
             tmp = paths[todo[j]].with_suffix(".tmp")
             tmp.write_text(text)

@@ -94,3 +94,102 @@ def test_the_package_and_an_in_process_sweep_need_no_dask(tmp_path: Path) -> Non
     res = subprocess.run([sys.executable, "-c", _WITHOUT_DASK, *argv, "--workers", "2", "--out", str(tmp_path / "b")],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "needs dask.distributed" in res.stderr, res.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------- kv-pareto's runner, without a cluster
+def _double(context: int, item: int) -> int:
+    return context * item
+
+
+@pytest.fixture
+def fake_clusters(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """``dask_client`` replaced by a record of its calls that yields no client (the points then run here); 8 cores."""
+    import contextlib
+
+    from fibquant_theory.experiments import sweep
+
+    started: list[tuple] = []
+
+    @contextlib.contextmanager
+    def fake(workers=None, scheduler=None, timeout=10.0, compute_threads=None):
+        started.append((workers, scheduler, compute_threads))
+        yield None
+
+    monkeypatch.setattr(sweep, "dask_client", fake)
+    monkeypatch.setattr(sweep, "default_workers", lambda: 8)
+    return started
+
+
+@pytest.mark.parametrize(
+    ("workers", "scheduler", "size", "started", "line"),
+    [
+        (None, None, lambda n: (3, f"three, for n={n}"), [(3, None, 2)],
+         "kv: 4 points on a Dask LocalCluster of 3 workers (three, for n=4), 2 compute threads each"),
+        (None, None, None, [(8, None, 1)],
+         "kv: 4 points on a Dask LocalCluster of 8 workers (one per core (8 cores)), 1 compute thread each"),
+        (1, None, lambda n: (3, "unused"), [(1, None, 8)],
+         "kv: 4 points on a Dask LocalCluster of 1 worker (--workers), 8 compute threads each"),
+        (None, None, lambda n: (0, "no worker fits"), [],
+         "kv: 4 points in this process (no worker fits; --workers N starts N workers)"),
+        (None, "tcp://10.0.0.5:8786", None, [(None, "tcp://10.0.0.5:8786", None)],
+         "kv: 4 points on the Dask cluster at tcp://10.0.0.5:8786"),
+    ],
+)
+def test_cluster_runner_sizes_the_cluster_at_its_first_call_and_says_so(
+        fake_clusters: list[tuple], workers, scheduler, size, started: list[tuple], line: str) -> None:
+    from fibquant_theory.cli.sweep import cluster_runner
+
+    said: list[str] = []
+    with cluster_runner(workers, scheduler, size=size, desc="kv", log=said.append) as runner:
+        assert fake_clusters == [] and said == []  # nothing starts before the points are known
+        assert dict(runner(_double, [1, 2, 3, 4], 10, ["a", "b", "c", "d"])) == {0: 10, 1: 20, 2: 30, 3: 40}
+    assert fake_clusters == started and said == [line]
+
+
+def test_cluster_runner_in_this_process_or_never_called_starts_nothing(fake_clusters: list[tuple]) -> None:
+    from fibquant_theory.cli.sweep import cluster_runner
+
+    with cluster_runner(0, None, size=lambda n: (3, "unused")) as runner:
+        assert runner is None
+    with cluster_runner(None, None, size=lambda n: (3, "unused")) as runner:
+        assert callable(runner)
+    assert fake_clusters == []
+
+
+def test_kv_pareto_by_default_runs_where_cluster_size_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            fake_clusters: list[tuple],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from fibquant_theory.experiments import sweep
+    from fibquant_theory.kv import pareto
+    from fibquant_theory.kv.evaluate import Protocol
+
+    cfg = transformers.LlamaConfig(vocab_size=61, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    texts = {"a": torch.randint(0, 61, (1, 32), generator=torch.Generator().manual_seed(1))}
+    protocol = Protocol(ctx=32, stride=32, chunk=8, seeds=(0,), fidelity_tokens=16)
+    monkeypatch.setattr("fibquant_theory.cli.kv._load", lambda args: (model, None, texts, protocol))
+    monkeypatch.setattr(pareto, "sweep_configs", lambda grid: [("fp", {}), ("kivi", {"bits": 4}), ("kivi", {"bits": 2})])
+    size = pareto.worker_bytes(pareto.model_nbytes(model))
+    argv = ["kv-pareto", "--model", "/models/tiny", "--no-progress"]
+
+    # memory for 1 worker only (besides the copies this process holds while sending the model)
+    monkeypatch.setattr(sweep, "available_memory", lambda: size + 3 * pareto.model_nbytes(model))
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    captured = capsys.readouterr()
+    assert fake_clusters == [(1, None, 8)]
+    assert ("kv-pareto tiny: 3 points on a Dask LocalCluster of 1 worker (min(8 cores, 3 points to compute, "
+            "1 that fit in") in captured.err and "8 compute threads each" in captured.err
+    # no memory for any: in this process, and the same table
+    monkeypatch.setattr(sweep, "available_memory", lambda: 0)
+    assert main([*argv, "--out", str(tmp_path / "here")]) == 0
+    here = capsys.readouterr()
+    assert fake_clusters == [(1, None, 8)] and "3 points in this process (no worker fits: 0 that fit" in here.err
+    assert here.out.replace("here", "one") == captured.out
+    assert (tmp_path / "here" / "kv_pareto_tiny.csv").read_bytes() == (tmp_path / "one" / "kv_pareto_tiny.csv").read_bytes()
+    # finished: nothing to run, no cluster, nothing said
+    assert main([*argv, "--out", str(tmp_path / "here")]) == 0
+    assert fake_clusters == [(1, None, 8)] and capsys.readouterr().err == ""

@@ -149,6 +149,12 @@ def test_bad_inputs_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="positive number"):
         with dask_client(scheduler="tcp://127.0.0.1:1", timeout=0):
             pass
+    with pytest.raises(ValueError, match="a scheduler's workers have their own"):
+        with dask_client(scheduler="tcp://127.0.0.1:1", compute_threads=2):
+            pass
+    with pytest.raises(ValueError, match="compute_threads must be >= 1, got 0"):
+        with dask_client(2, compute_threads=0):  # refused before any cluster starts
+            pass
     address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
     with pytest.raises(OSError, match=f"no Dask scheduler answered at {address} within 0.5 s"):
         run_sweep([{"i": 0}], counted, tmp_path, scheduler=address, timeout=0.5, progress=False)

@@ -111,10 +111,22 @@ def test_same_states_give_the_cpu_caches_bytes(torch):
         assert np.array_equal(buf.view(BATCH, 2, layer.slots, rb)[:, :, :40].cpu().numpy(), want)
 
 
-def test_fp16_logits_follow_the_cpu_cache_over_64_steps(runs):
-    _, _, (cpu_logits, _), (gpu_logits, _) = runs
-    scale = float(cpu_logits.abs().max())
-    assert float((cpu_logits - gpu_logits).abs().max()) <= 2.0 ** -9 * scale
+def test_fp16_logits_follow_the_cpu_cache_over_64_steps(torch, runs, prompt):
+    """Within float16 rounding: no farther from the CPU cache's fp16 logits than a float32 run of the CPU cache is.
+
+    The float16 noise floor is measured, not assumed: the same CPU cache in a float32 copy
+    of the model, fed the same tokens, differs from the fp16 run by the rounding of the
+    weights and of every fp16 operation over the 64 steps. The GPU cache (other kernels, float32 accumulation inside the attention)
+    must stay within twice that floor; a wrong code or slot gives differences of order one.
+    """
+    _, _, (cpu_logits, tokens), (gpu_logits, _) = runs
+    model32 = _model(torch, torch.float32)
+    cpu32, _ = _caches(model32.config)
+    floor = float((cpu_logits - _greedy(torch, model32, cpu32, prompt, STEPS, forced=tokens)[0]).abs().max())
+    err = float((cpu_logits - gpu_logits).abs().max())
+    print(f"GPU vs CPU cache {err:.6g}, fp16 floor {floor:.6g}, largest logit {float(cpu_logits.abs().max()):.6g}")
+    assert 0 < floor < 0.05 * float(cpu_logits.abs().max())
+    assert err <= 2 * floor, (err, floor)
 
 
 def test_greedy_tokens_are_the_cpu_caches(torch, prompt):

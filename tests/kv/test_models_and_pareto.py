@@ -12,7 +12,19 @@ transformers = pytest.importorskip("transformers")
 
 from fibquant_theory.kv import models  # noqa: E402
 from fibquant_theory.kv.evaluate import Protocol  # noqa: E402
-from fibquant_theory.kv.pareto import BEST_OPTIONS, GRIDS, frontier_table, kv_pareto, label, sweep_configs  # noqa: E402
+from fibquant_theory.kv.pareto import (  # noqa: E402
+    BEST_OPTIONS,
+    GRIDS,
+    MODEL_COPIES,
+    WORKER_OVERHEAD_BYTES,
+    cluster_size,
+    frontier_table,
+    kv_pareto,
+    label,
+    model_nbytes,
+    sweep_configs,
+    worker_bytes,
+)
 
 
 # ----------------------------------------------------------------------------- models and texts
@@ -128,9 +140,57 @@ def test_kv_pareto_writes_csv_and_plot_and_resumes(tmp_path, monkeypatch: pytest
 
     monkeypatch.setattr(evaluate, "kv_eval", refuse)
     monkeypatch.setattr(evaluate, "perplexity", refuse)
-    again = kv_pareto(model, "tiny", texts, tmp_path, configs, protocol, progress=False)
+    # a finished sweep asks its runner for nothing (so the command starts no cluster)
+    again = kv_pareto(model, "tiny", texts, tmp_path, configs, protocol, progress=False, runner=refuse)
     assert json.dumps(again, sort_keys=True, default=str) == json.dumps(rows, sort_keys=True, default=str)
     # a changed protocol is a different point (its key includes the protocol)
     with pytest.raises(AssertionError, match="evaluated again"):
         kv_pareto(model, "tiny", texts, tmp_path, configs, Protocol(ctx=32, stride=32, chunk=8, seeds=(0,)),
                   progress=False)
+
+
+# ----------------------------------------------------------------------------- the default cluster's size
+GIB = 1 << 30
+
+
+def test_model_nbytes_counts_tied_weights_once() -> None:
+    cfg = transformers.LlamaConfig(vocab_size=61, hidden_size=64, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    model = transformers.LlamaForCausalLM(cfg)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    params = {id(t): t for t in model.parameters()} | {id(t): t for t in model.buffers()}
+    assert model_nbytes(model) == sum(t.numel() * t.element_size() for t in params.values())
+    assert model_nbytes(model.half()) * 2 == model_nbytes(model.float())
+    with pytest.raises(ValueError, match="torch.nn.Module"):
+        model_nbytes("a model")
+
+
+@pytest.mark.parametrize(
+    ("n_points", "model_bytes", "available", "cores", "workers", "bound"),
+    [
+        (30, GIB // 2, 64 * GIB, 16, 16, "16 cores"),  # the cores bound it
+        (5, GIB // 2, 64 * GIB, 16, 5, "5 points to compute"),  # the points
+        (30, 6 * GIB, 64 * GIB, 16, 2, "2 that fit in 64.0 GiB"),  # the memory: (64 - 18) // 19
+        (1, GIB // 2, 64 * GIB, 1, 1, "min(1 core, 1 point to compute"),
+        (30, 6 * GIB, 36 * GIB, 16, 0, "no worker fits: 0 that fit in 36.0 GiB"),  # (36 - 18) // 19 = 0
+        (30, 6 * GIB, 0, 16, 0, "no worker fits"),
+        (30, 0, 2 * GIB, 4, 2, "2 that fit"),  # a model of no size: the overhead alone
+    ],
+)
+def test_cluster_size_is_the_least_of_cores_points_and_what_fits_in_memory(
+        n_points: int, model_bytes: int, available: int, cores: int, workers: int, bound: str) -> None:
+    n, why = cluster_size(n_points, model_bytes, available, cores)
+    assert n == workers and bound in why
+    each = worker_bytes(model_bytes)
+    assert each == MODEL_COPIES * model_bytes + WORKER_OVERHEAD_BYTES
+    assert n * each + MODEL_COPIES * model_bytes <= available or n == 0  # what it starts fits
+
+
+def test_cluster_size_without_knowing_the_memory_runs_in_this_process_and_refuses_bad_input() -> None:
+    n, why = cluster_size(10, GIB, None, 8)
+    assert n == 0 and "unknown" in why
+    for args, message in [((0, GIB, GIB, 8), "n_points"), ((1, -1, GIB, 8), "model_bytes"),
+                          ((1, GIB, -1, 8), "available_bytes"), ((1, GIB, GIB, 0), "cores"),
+                          ((1.5, GIB, GIB, 8), "n_points")]:
+        with pytest.raises(ValueError, match=message):
+            cluster_size(*args)
