@@ -16,7 +16,8 @@ import numpy as np
 
 from ._compat import SIMULATOR, cuda
 
-__all__ = ["DTYPE_NAMES", "Input", "View", "all_finite", "as_input", "constant", "empty", "is_torch", "length_input", "result"]
+__all__ = ["DTYPE_NAMES", "Input", "View", "all_finite", "as_input", "constant", "empty", "is_torch", "length_input",
+           "payload_codes", "result"]
 
 #: Element formats the kernels read and write, by name (bfloat16 travels as its uint16 bit pattern).
 DTYPE_NAMES = ("float16", "bfloat16", "float32", "uint8", "uint16", "uint32", "int32", "int64")
@@ -251,3 +252,30 @@ def length_input(a: Any) -> Input:
     if li.shape != (1,):
         raise ValueError(f"length must have shape (1,), got {li.shape}")
     return li
+
+
+def payload_codes(codec: Any, arr: Input, shape: tuple[int, ...]) -> Any:
+    """A device record stream copied to the host as :class:`~fibquant_theory.codecs.fibquant.FibQuantCodes`.
+
+    Parameters
+    ----------
+    codec : FibQuantCodec
+        The CPU codec the records belong to.
+    arr : Input
+        The record stream (``uint8``) of ``prod(shape)`` records, checked by the caller.
+    shape : tuple of int
+        Leading shape of the codes.
+
+    Returns
+    -------
+    FibQuantCodes
+        The same records on the host, decodable by the CPU codec.
+    """
+    from fibquant_theory.codecs.fibquant import FibQuantCodes
+
+    host = arr.tensor.cpu().numpy() if arr.tensor is not None else arr.array.copy_to_host()
+    c = codec
+    return FibQuantCodes(
+        payload=np.ascontiguousarray(host, dtype=np.uint8), shape=tuple(shape), d=c.d, k=c.k, n_codewords=c.n_codewords,
+        norm_dtype=c.norm_dtype, packing=c.packing, rotation=c.rotation.kind, seed=c.seed, codebook_hash=c.codebook_hash,
+    )

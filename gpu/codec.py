@@ -62,7 +62,8 @@ from fibquant_theory.config import (
 from fibquant_theory.numerics.fixed_order import matmul_rows
 
 from ._compat import SIMULATOR, cuda
-from .arrays import Input, View, all_finite, as_input, constant, empty, length_input, result
+from .arrays import Input, View, all_finite, as_input, constant, empty, length_input, payload_codes, result
+from .attention_lse import split_log_sum_exp
 from .attention import MAX_SPLITS, Q_BF16, Q_F16, Q_F32, attention_config, attention_kernel
 from .codegen import record_granularity
 from .column_decode import column_codebook, column_decode_kernel, column_plan
@@ -456,6 +457,7 @@ class GPUFibQuantCodec:
         check: bool = True,
         stream: Any = None,
         length: Any = None,
+        return_lse: bool = False,
     ) -> Any:
         r"""Attention of one query per head over encoded keys and values (the decoding step).
 
@@ -495,11 +497,13 @@ class GPUFibQuantCodec:
             Stream to launch on (None: torch's current stream for torch input, else the default stream).
         length : int64 array of shape (1,), optional
             On the device, read by the kernel (CUDA graphs follow it): attend over the first ``min(length[0], context)`` records, ``context`` staying the stride between heads.
+        return_lse : bool
+            Also return the log-sum-exp of every head's scaled scores (:func:`~fibquant_theory.gpu.attention_lse.split_log_sum_exp`).
 
         Returns
         -------
         torch.Tensor or device array
-            Shape ``q.shape``.
+            Shape ``q.shape``; with ``return_lse``, the pair ``(output, lse)``, ``lse`` a float32 torch tensor of shape ``q.shape[:-1]``.
 
         Raises
         ------
@@ -567,33 +571,10 @@ class GPUFibQuantCodec:
         if err is not None and err[0] != NO_ERROR:
             raise ValueError(f"packed data is corrupt: record {int(err[0])} has an index >= N or a bad norm header")
         res = result(out)
-        if out.tensor is not None:
-            return res.reshape(qshape)
-        return res.reshape(qshape) if len(qshape) != 2 else res
+        res = res.reshape(qshape) if out.tensor is not None or len(qshape) != 2 else res
+        return (res, split_log_sum_exp(ws[0], ws[1]).reshape(qshape[:-1])) if return_lse else res
 
     # ------------------------------------------------------------------ host interop
     def to_codes(self, payload: Any, shape: tuple[int, ...]) -> Any:
-        """Copy a device record stream to the host as :class:`~fibquant_theory.codecs.fibquant.FibQuantCodes`.
-
-        Parameters
-        ----------
-        payload : torch.Tensor, device array or numpy.ndarray
-            The record stream of ``prod(shape)`` records.
-        shape : tuple of int
-            Leading shape of the codes.
-
-        Returns
-        -------
-        FibQuantCodes
-            The same records on the host, decodable by the CPU codec.
-        """
-        from fibquant_theory.codecs.fibquant import FibQuantCodes
-
-        n = math.prod(shape)
-        arr = self._payload(payload, n)
-        host = arr.tensor.cpu().numpy() if arr.tensor is not None else arr.array.copy_to_host()
-        c = self.codec
-        return FibQuantCodes(
-            payload=np.ascontiguousarray(host, dtype=np.uint8), shape=tuple(shape), d=c.d, k=c.k, n_codewords=c.n_codewords,
-            norm_dtype=c.norm_dtype, packing=c.packing, rotation=c.rotation.kind, seed=c.seed, codebook_hash=c.codebook_hash,
-        )
+        """Copy a device record stream of ``prod(shape)`` records to the host (:func:`~fibquant_theory.gpu.arrays.payload_codes`)."""
+        return payload_codes(self.codec, self._payload(payload, math.prod(shape)), shape)

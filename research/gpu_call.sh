@@ -32,7 +32,7 @@ for job in "$@"; do
            $PYT -k "not encode and not roundtrip and not sub_one_bit and not other_head and not (decode and not attention)" >"$OUT/tests3.txt" 2>&1 &
            wait
            for f in "$OUT"/tests[123].txt; do echo "== $f"; tail -15 "$f"; done ;;
-    e2e) timeout 330 python3 research/gpu_e2e_bench.py --out "$OUT" --budget ${E2E_BUDGET:-240} 2>&1 | tee "$OUT/e2e.log" | grep -v Warning | tail -40 ;;
+    e2e) timeout 330 python3 research/gpu_e2e_bench.py --out "$OUT" --budget ${E2E_BUDGET:-240} ${E2E_ARGS:-} 2>&1 | tee "$OUT/e2e.log" | grep -v Warning | tail -40 ;;
     cachetests) timeout 240 python3 -m pytest -q -p no:cacheprovider -m gpu ${CACHETESTS:-tests/gpu/test_gpu_cache_device.py tests/gpu/test_clustered_device.py} \
                   >"$OUT/cachetests.txt" 2>&1; tail -30 "$OUT/cachetests.txt" ;;
     refine) python3 research/gpu_refine_codebooks.py --out "$OUT" --total-seconds $(( ${REFINE_END:-570} - SECONDS )) 2>&1 | tail -20 ;;

@@ -16,6 +16,7 @@ Usage (on a GPU machine, the package installed)::
 
     python research/gpu_e2e_bench.py --out OUT            # both shapes, 1x32k, 8x8k, 8x32k
     python research/gpu_e2e_bench.py --out OUT --smoke    # tiny shapes (also under NUMBA_ENABLE_CUDASIM=1, no graphs)
+    python research/gpu_e2e_bench.py --out OUT --window 64   # the FibQuant cache with an fp16 window of 64 tokens
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def run(args) -> dict:
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     shapes = SMOKE if args.smoke else {k: SHAPES[k] for k in args.shapes}
     cases = ((2, 8),) if args.smoke else tuple(c for c in CASES if f"{c[0]}x{c[1]}" in args.cases)
-    report = {"torch": torch.__version__, "transformers": transformers.__version__, "device": str(device),
+    report = {"window": args.window, "torch": torch.__version__, "transformers": transformers.__version__, "device": str(device),
               "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None, "headroom": args.headroom,
               "reps": args.reps, "warm": args.warm, "results": [], "errors": []}
     out = Path(args.out)
@@ -176,7 +177,7 @@ def run(args) -> dict:
         try:
             model = build_model(shape, device, dtype)
             cfg = model.config
-            opts = codec_options(shape["head_dim"], args.smoke)
+            opts = {**codec_options(shape["head_dim"], args.smoke), "window": args.window}
             t0 = time.perf_counter()
             GPUCodecCache.from_method(cfg, 8, **opts)  # designs (or loads) the codebook once
             log(f"  model and codebook ready ({time.perf_counter() - t0:.1f} s for the codebook)")
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eager", type=int, default=3)
     p.add_argument("--budget", type=float, default=250.0, help="seconds after which no new shape or case starts")
     p.add_argument("--smoke", action="store_true", help="a tiny model (CPU under the simulator: no graphs)")
+    p.add_argument("--window", type=int, default=0, help="fp16 window of the FibQuant cache (default 0)")
     args = p.parse_args(argv)
     if args.warm + args.reps + args.eager + 4 > args.headroom:
         p.error("--headroom must exceed the steps run per cache (warm + reps + eager + 4)")

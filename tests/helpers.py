@@ -42,3 +42,17 @@ def assert_rejects_nan_and_inf(call: Callable[[np.ndarray], Any], x: np.ndarray,
     x[where] = np.inf
     with pytest.raises(ValueError, match="NaN or Inf"):
         call(x)
+
+
+def tiny_pareto_setup(seeds: tuple[int, ...]) -> tuple[Any, dict[str, Any], Any]:
+    """A 2-layer random-weight Llama (seeded), one 32-token text and a small KV protocol: the kv-pareto tests' inputs."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from fibquant_theory.kv.evaluate import Protocol
+
+    cfg = transformers.LlamaConfig(vocab_size=61, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    texts = {"a": torch.randint(0, 61, (1, 32), generator=torch.Generator().manual_seed(1))}
+    return model, texts, Protocol(ctx=32, stride=32, chunk=8, seeds=seeds, fidelity_tokens=16)

@@ -22,9 +22,12 @@ Options as in :class:`~fibquant_theory.kv.cache.CodecCache`: ``fp_layers``,
 a query by the same amount; the value mean is added to the output), keys and
 values at their own rates (``value_codewords=...``: that layer then decodes its
 slots and runs SDPA masked on the device, since the kernel reads one codebook).
-Refused with ``ValueError``: ``window > 0`` (no fp16 window), ``norm_correction``,
-methods other than ``"fibquant"``, the clustered encoder, mixed-radix packing,
-records that are not a whole number of bytes.
+``window = W > 0`` keeps the last ``W`` tokens of every codec layer in fp16
+(:mod:`~fibquant_theory.kv.gpu_window`: a decoding step attends over the codes and
+the window and merges the two exactly), for full-attention layers with keys and values
+at one rate. Refused with ``ValueError``: ``window > 0`` with sliding-window layers or
+two rates, ``norm_correction``, methods other than ``"fibquant"``, the clustered
+encoder, mixed-radix packing, records that are not a whole number of bytes.
 
 With the same codec options, the float64 GPU encoder (``precision="float64"``, the
 default) writes the CPU cache's bytes, so the GPU cache stores the CPU cache's
@@ -50,6 +53,7 @@ from fibquant_theory.codecs.registry import get_spec, make_codec
 from fibquant_theory.kv.cache import check_fp_layers, head_dim_of, layer_windows, n_layers_of
 from fibquant_theory.kv.layers import CENTER_MODES, check_count
 from fibquant_theory.kv.gpu_layers import GPUCodecLayer, GPUFp16Layer
+from fibquant_theory.kv.gpu_window import GPUWindowCodecLayer
 
 __all__ = ["ATTENTION", "GPUCodecCache", "fibquant_attention", "register_attention", "use_gpu_attention"]
 
@@ -170,8 +174,13 @@ class GPUCodecCache(Cache):
         Layers kept uncompressed (``-n_layers <= i < n_layers``).
     center : {"none", "key", "value", "both"}
         As in :class:`~fibquant_theory.kv.cache.CodecCache`.
-    window, norm_correction
-        Must be 0 and ``False`` (not supported on the GPU: ``ValueError``).
+    window : int
+        The most recent ``window`` tokens of every codec layer stay in fp16
+        (:class:`~fibquant_theory.kv.gpu_window.GPUWindowCodecLayer`, the CPU cache's
+        ``window``): full-attention layers and one rate for keys and values only
+        (``ValueError`` otherwise).
+    norm_correction : bool
+        Must be ``False`` (not supported on the GPU: ``ValueError``).
     precision : {"float64", "float32"}
         The GPU encoder's arithmetic (``"float64"``: the CPU codec's codes).
     options : GPUOptions, optional
@@ -200,8 +209,7 @@ class GPUCodecCache(Cache):
         options: Any = None,
     ) -> None:
         capacity = check_count(max_cache_len, "max_cache_len", 1)
-        if check_count(window, "window", 0):
-            raise ValueError("window > 0 is not supported by the GPU cache (no fp16 window); use window=0")
+        window = check_count(window, "window", 0)
         if norm_correction is not False:
             raise ValueError("norm_correction is not supported by the GPU cache's kernels")
         if center not in CENTER_MODES:
@@ -216,10 +224,15 @@ class GPUCodecCache(Cache):
         value_gpu = key_gpu if value_options == dict(key_options) else _gpu_codec(
             make_codec("fibquant", d, **value_options), precision, options, "value")
         windows = layer_windows(config)
+        if window and value_gpu is not key_gpu:
+            raise ValueError("window > 0 on the GPU needs keys and values at one rate (one codec)")
+        if window and any(w is not None for i, w in enumerate(windows) if i not in fp):
+            raise ValueError("window > 0 on the GPU is for full-attention layers; this model has sliding-window layers "
+                             "(use window=0, or CodecCache on the CPU)")
         self.config = config
         self.settings = {
             "method": "fibquant", "key": {"method": "fibquant", **key_options},
-            "value": {"method": "fibquant", **value_options}, "window": 0, "fp_layers": fp, "head_dim": d, "chunk": 1,
+            "value": {"method": "fibquant", **value_options}, "window": window, "fp_layers": fp, "head_dim": d, "chunk": 1,
             "center": center, "norm_correction": False, "max_cache_len": capacity, "precision": precision,
             "sliding_layers": [i for i, w in enumerate(windows) if w is not None],
         }
@@ -228,6 +241,8 @@ class GPUCodecCache(Cache):
         for i, w in enumerate(windows):
             if i in fp:
                 layers.append(GPUFp16Layer(capacity, w))
+            elif window:
+                layers.append(GPUWindowCodecLayer(key_gpu, capacity, window, center))
             else:
                 layers.append(GPUCodecLayer(key_gpu, value_gpu, capacity, w, center))
         super().__init__(layers=layers)
@@ -241,6 +256,7 @@ class GPUCodecCache(Cache):
         *,
         fp_layers: Sequence[int] = (),
         center: str = "none",
+        window: int = 0,
         precision: str = "float64",
         options: Any = None,
         **method_options: Any,
@@ -255,7 +271,7 @@ class GPUCodecCache(Cache):
             Tokens per head of a full-attention layer.
         method : str
             ``"fibquant"`` (anything else: ``ValueError``).
-        fp_layers, center, precision, options
+        fp_layers, center, window, precision, options
             As in :class:`GPUCodecCache`.
         **method_options
             The method's KV options, e.g. ``block=8, codewords=256, rotation="hadamard"``
@@ -269,7 +285,8 @@ class GPUCodecCache(Cache):
         if method != "fibquant":
             raise ValueError(f"the GPU cache stores FibQuant codes only, not {method!r}")
         key, value, _ = get_spec(method).kv_codec_options(method_options, owner=f"{cls.__name__}.from_method")
-        return cls(config, max_cache_len, key, value, fp_layers=fp_layers, center=center, precision=precision, options=options)
+        return cls(config, max_cache_len, key, value, fp_layers=fp_layers, center=center, window=window, precision=precision,
+                   options=options)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the states of layer ``layer_idx`` (see :mod:`~fibquant_theory.kv.gpu_layers`).

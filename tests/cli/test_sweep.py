@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fibquant_theory.cli.main import main
+from tests.helpers import tiny_pareto_setup
 
 _RD = ["rd-sweep", "--method", "turboquant", "fibquant", "--dim", "8", "--bits", "1", "2", "--block", "2",
        "--train", "2000", "--samples", "500", "--no-progress"]
@@ -159,18 +160,10 @@ def test_cluster_runner_in_this_process_or_never_called_starts_nothing(fake_clus
 def test_kv_pareto_by_default_runs_where_cluster_size_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             fake_clusters: list[tuple],
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
     from fibquant_theory.experiments import sweep
     from fibquant_theory.kv import pareto
-    from fibquant_theory.kv.evaluate import Protocol
 
-    cfg = transformers.LlamaConfig(vocab_size=61, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2)
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    texts = {"a": torch.randint(0, 61, (1, 32), generator=torch.Generator().manual_seed(1))}
-    protocol = Protocol(ctx=32, stride=32, chunk=8, seeds=(0,), fidelity_tokens=16)
+    model, texts, protocol = tiny_pareto_setup((0,))
     monkeypatch.setattr("fibquant_theory.cli.kv._load", lambda args: (model, None, texts, protocol))
     monkeypatch.setattr(pareto, "sweep_configs", lambda grid: [("fp", {}), ("kivi", {"bits": 4}), ("kivi", {"bits": 2})])
     size = pareto.worker_bytes(pareto.model_nbytes(model))

@@ -13,6 +13,7 @@ import pytest
 
 from fibquant_theory.experiments.sweep import SweepError, dask_client, map_completed, point_key, run_sweep
 from fibquant_theory.experiments.sweep_grids import codebook_grid, codebook_point, rd_grid, rd_point
+from tests.helpers import tiny_pareto_setup
 
 
 @pytest.fixture(scope="module")
@@ -209,17 +210,9 @@ def _scaled(context: tuple[int, str], item: int) -> str:
 
 
 def test_kv_pareto_on_two_workers_writes_what_the_serial_run_writes(client, tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from fibquant_theory.kv.evaluate import Protocol
     from fibquant_theory.kv.pareto import kv_pareto
 
-    cfg = transformers.LlamaConfig(vocab_size=61, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2)
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    texts = {"a": torch.randint(0, 61, (1, 32), generator=torch.Generator().manual_seed(1))}
-    protocol = Protocol(ctx=32, stride=32, chunk=8, seeds=(0, 1), fidelity_tokens=16)
+    model, texts, protocol = tiny_pareto_setup((0, 1))
     configs = [("fp", {}), ("fibquant", {"block": 4, "codewords": 16, "center": "key"}), ("kivi", {"bits": 4})]
     serial = kv_pareto(model, "tiny", texts, tmp_path / "serial", configs, protocol, progress=False)
     on_dask = kv_pareto(model, "tiny", texts, tmp_path / "dask", configs, protocol, progress=False,

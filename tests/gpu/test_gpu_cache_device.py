@@ -4,7 +4,7 @@ A random-weight fp16 Llama (2 layers, 8 query / 2 key-value heads, head_dim 64,
 FibQuant k = 8, N = 256): the GPU cache stores the CPU cache's bytes, its
 fp16 logits follow the CPU cache's within float16 rounding over 64 steps of the
 same tokens, a float32 copy picks the same 64 greedy tokens, and a decoding step captured in a CUDA graph gives, replay after
-replay, the logits of the eager steps at the same positions.
+replay, the logits of the eager steps at the same positions; the same with an fp16 window of 8 tokens.
 """
 
 from __future__ import annotations
@@ -111,22 +111,48 @@ def test_same_states_give_the_cpu_caches_bytes(torch):
         assert np.array_equal(buf.view(BATCH, 2, layer.slots, rb)[:, :, :40].cpu().numpy(), want)
 
 
-def test_fp16_logits_follow_the_cpu_cache_over_64_steps(torch, runs, prompt):
-    """Within float16 rounding: no farther from the CPU cache's fp16 logits than a float32 run of the CPU cache is.
-
-    The float16 noise floor is measured, not assumed: the same CPU cache in a float32 copy
-    of the model, fed the same tokens, differs from the fp16 run by the rounding of the
-    weights and of every fp16 operation over the 64 steps. The GPU cache (other kernels, float32 accumulation inside the attention)
-    must stay within twice that floor; a wrong code or slot gives differences of order one.
-    """
-    _, _, (cpu_logits, tokens), (gpu_logits, _) = runs
+@pytest.fixture(scope="module")
+def floor(torch, runs, prompt):
+    """The float16 noise floor: the CPU cache's fp16 logits against a float32 copy of the model with the same cache, same tokens."""
+    _, _, (cpu_logits, tokens), _ = runs
     model32 = _model(torch, torch.float32)
     cpu32, _ = _caches(model32.config)
-    floor = float((cpu_logits - _greedy(torch, model32, cpu32, prompt, STEPS, forced=tokens)[0]).abs().max())
+    return float((cpu_logits - _greedy(torch, model32, cpu32, prompt, STEPS, forced=tokens)[0]).abs().max())
+
+
+def test_fp16_logits_follow_the_cpu_cache_over_64_steps(runs, floor):
+    """Within float16 rounding: no farther from the CPU cache's fp16 logits than a float32 run of the CPU cache is.
+
+    The float16 noise floor is measured, not assumed (:func:`floor`: the rounding of the
+    weights and of every fp16 operation over the 64 steps). The GPU cache (other kernels,
+    float32 accumulation inside the attention) must stay within twice that floor; a wrong
+    code or slot gives differences of order one. Observed on the H200: 0.0037 against a
+    floor of 0.0588 (largest logit 1.19).
+    """
+    _, _, (cpu_logits, _), (gpu_logits, _) = runs
     err = float((cpu_logits - gpu_logits).abs().max())
     print(f"GPU vs CPU cache {err:.6g}, fp16 floor {floor:.6g}, largest logit {float(cpu_logits.abs().max()):.6g}")
-    assert 0 < floor < 0.05 * float(cpu_logits.abs().max())
+    assert 0 < floor < 0.1 * float(cpu_logits.abs().max())
     assert err <= 2 * floor, (err, floor)
+
+
+def test_the_fp16_window_follows_the_cpu_window(torch, model, prompt, floor):
+    """window=8 (tokens leave the window at every step): the CPU cache's records, logits within twice the fp16 floor."""
+    from fibquant_theory.kv.cache import CodecCache
+    from fibquant_theory.kv.gpu_cache import GPUCodecCache
+
+    cpu = CodecCache.from_method(model.config, "fibquant", center="both", window=8, **OPTIONS)
+    gpu = GPUCodecCache.from_method(model.config, PROMPT + STEPS + 8, center="both", window=8, **OPTIONS)
+    cpu_logits, tokens = _greedy(torch, model, cpu, prompt, STEPS)
+    gpu_logits, _ = _greedy(torch, model, gpu, prompt, STEPS, forced=tokens)
+    err = float((cpu_logits - gpu_logits).abs().max())
+    print(f"window 8: GPU vs CPU cache {err:.6g}, fp16 floor {floor:.6g}")
+    assert err <= 2 * floor, (err, floor)
+    layer, ref = gpu.layers[0], cpu.layers[0]
+    rb, n = layer.record_bytes[0], PROMPT + STEPS - 8
+    want = np.concatenate([_records(c, rb) for c in ref.key_codes], axis=2)
+    assert np.array_equal(layer.key_buffer.view(BATCH, 2, layer.code_slots, rb)[:, :, :n].cpu().numpy(), want)
+    gpu.check_errors()
 
 
 def test_greedy_tokens_are_the_cpu_caches(torch, prompt):
@@ -138,10 +164,11 @@ def test_greedy_tokens_are_the_cpu_caches(torch, prompt):
     assert float((cpu_logits - gpu_logits).abs().max()) <= 1e-4 * float(cpu_logits.abs().max())
 
 
-def test_a_captured_decoding_step_replays_the_eager_steps(torch, model, prompt):
+@pytest.mark.parametrize("window", [0, 8])
+def test_a_captured_decoding_step_replays_the_eager_steps(torch, model, prompt, window):
     from fibquant_theory.kv.gpu_cache import GPUCodecCache
 
-    caches = [GPUCodecCache.from_method(model.config, 64, **OPTIONS) for _ in range(2)]
+    caches = [GPUCodecCache.from_method(model.config, 64, window=window, **OPTIONS) for _ in range(2)]
     tokens = torch.randint(0, SHAPE["vocab_size"], (4, BATCH, 1), generator=torch.Generator().manual_seed(2)).cuda()
     eager = []
     with torch.no_grad():

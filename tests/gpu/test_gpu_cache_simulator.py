@@ -141,6 +141,48 @@ def test_same_states_give_the_cpu_caches_bytes(dtype):
     assert torch.equal(layer.key_mean, ref.key_mean) and torch.equal(layer.value_mean, ref.value_mean)
 
 
+@inner
+@pytest.mark.parametrize("window, prompt", [(3, 5), (4, 2)])
+def test_the_fp16_window_follows_the_cpu_window(window, prompt):
+    """``window > 0``: the CPU layer's records, window states and means; attention over codes and window merged exactly.
+
+    (3, 5): the prefill encodes 2 tokens and sets the means, every step encodes one more;
+    (4, 2): nothing is encoded until the 3rd step, whose token leaving the window sets the means on the device.
+    """
+    import torch
+    import transformers
+
+    from fibquant_theory.kv.cache import CodecCache
+    from fibquant_theory.kv.gpu_cache import GPUCodecCache
+
+    cfg = transformers.LlamaConfig(**SHAPE)
+    cpu = CodecCache.from_method(cfg, "fibquant", center="both", window=window, **OPTIONS)
+    gpu = GPUCodecCache.from_method(cfg, 16, center="both", window=window, **OPTIONS)
+    gen = torch.Generator().manual_seed(7)
+    layer, ref = gpu.layers[0], cpu.layers[0]
+    for i, t in enumerate((prompt,) + (1,) * 3):
+        x = (2 * torch.randn(2, 1, t, 16, generator=gen) + 0.5).half()
+        keys, values = cpu.update(x, -x, 0)
+        got = layer.update(x, -x)
+        if i == 0:  # the prefill returns the states to attend over: decoded codes (float32 vs float64 decoders) and window
+            for a, b in zip(got, (keys, values)):
+                assert a.shape == b.shape and float((a.float() - b.float()).abs().max()) <= 2e-3
+            continue
+        q = torch.randn(2, 2, 1, 16, generator=gen).half()
+        want = torch.nn.functional.scaled_dot_product_attention(
+            q.double(), keys.double().repeat_interleave(2, dim=1), values.double().repeat_interleave(2, dim=1))
+        out = layer.attend(q, None).transpose(1, 2)
+        assert float((out.double() - want).abs().max()) <= 2.0**-10 * float(want.abs().max())
+    n, rb = prompt + 3, layer.record_bytes[0]
+    for buf, chunks in ((layer.key_buffer, ref.key_codes), (layer.value_buffer, ref.value_codes)):
+        want = np.concatenate([_records(c, rb) for c in chunks], axis=2)
+        assert np.array_equal(buf.view(2, 1, layer.code_slots, rb)[:, :, : n - window].numpy(), want)
+    for ring, win in ((layer.ring_keys, ref.keys), (layer.ring_values, ref.values)):
+        assert all(torch.equal(ring[:, :, p % window], win[:, :, j]) for j, p in enumerate(range(n - window, n)))
+    assert torch.equal(layer.key_mean, ref.key_mean) and torch.equal(layer.value_mean, ref.value_mean)
+    assert int(layer.n_codes[0]) == n - window and gpu.settings["window"] == window
+
+
 def _close(a, b):
     """Within float16 rounding of the logits' scale (the two caches round differently, float32 kernels vs float64)."""
     scale = float(a.abs().max())
@@ -193,8 +235,10 @@ def test_refusals(llama):
 
     _, gpu, _, _ = llama
     cfg = gpu.config
-    with pytest.raises(ValueError, match="window"):
-        GPUCodecCache(cfg, 16, OPTIONS, window=2)
+    with pytest.raises(ValueError, match="one rate"):
+        GPUCodecCache(cfg, 16, OPTIONS, {**OPTIONS, "codewords": 256}, window=2)
+    with pytest.raises(ValueError, match="sliding-window layers"):
+        GPUCodecCache(transformers.MistralConfig(**SHAPE, sliding_window=4), 16, OPTIONS, window=2)
     with pytest.raises(ValueError, match="norm_correction"):
         GPUCodecCache(cfg, 16, OPTIONS, norm_correction=True)
     with pytest.raises(ValueError, match="FibQuant codes only"):
