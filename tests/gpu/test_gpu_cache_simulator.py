@@ -142,12 +142,13 @@ def test_same_states_give_the_cpu_caches_bytes(dtype):
 
 
 @inner
-@pytest.mark.parametrize("window, prompt", [(3, 5), (4, 2)])
-def test_the_fp16_window_follows_the_cpu_window(window, prompt):
+def test_the_fp16_window_follows_the_cpu_window():
     """``window > 0``: the CPU layer's records, window states and means; attention over codes and window merged exactly.
 
-    (3, 5): the prefill encodes 2 tokens and sets the means, every step encodes one more;
-    (4, 2): nothing is encoded until the 3rd step, whose token leaving the window sets the means on the device.
+    Layer 0 (W = 3): a prefill of 5 encodes 2 tokens and sets the means, a step encodes one more.
+    Layer 1 (W = 3): a prefill of 2 encodes nothing (a step attends over the window alone), the
+    step at position 3 moves the first token out of the window and sets the means on the device,
+    and a later prefill of 3 tokens encodes what leaves the window then.
     """
     import torch
     import transformers
@@ -156,31 +157,35 @@ def test_the_fp16_window_follows_the_cpu_window(window, prompt):
     from fibquant_theory.kv.gpu_cache import GPUCodecCache
 
     cfg = transformers.LlamaConfig(**SHAPE)
-    cpu = CodecCache.from_method(cfg, "fibquant", center="both", window=window, **OPTIONS)
-    gpu = GPUCodecCache.from_method(cfg, 16, center="both", window=window, **OPTIONS)
+    w = 3
+    cpu = CodecCache.from_method(cfg, "fibquant", center="both", window=w, **OPTIONS)
+    gpu = GPUCodecCache.from_method(cfg, 16, center="both", window=w, **OPTIONS)
     gen = torch.Generator().manual_seed(7)
-    layer, ref = gpu.layers[0], cpu.layers[0]
-    for i, t in enumerate((prompt,) + (1,) * 3):
-        x = (2 * torch.randn(2, 1, t, 16, generator=gen) + 0.5).half()
-        keys, values = cpu.update(x, -x, 0)
-        got = layer.update(x, -x)
-        if i == 0:  # the prefill returns the states to attend over: decoded codes (float32 vs float64 decoders) and window
-            for a, b in zip(got, (keys, values)):
-                assert a.shape == b.shape and float((a.float() - b.float()).abs().max()) <= 2e-3
-            continue
-        q = torch.randn(2, 2, 1, 16, generator=gen).half()
-        want = torch.nn.functional.scaled_dot_product_attention(
-            q.double(), keys.double().repeat_interleave(2, dim=1), values.double().repeat_interleave(2, dim=1))
-        out = layer.attend(q, None).transpose(1, 2)
-        assert float((out.double() - want).abs().max()) <= 2.0**-10 * float(want.abs().max())
-    n, rb = prompt + 3, layer.record_bytes[0]
-    for buf, chunks in ((layer.key_buffer, ref.key_codes), (layer.value_buffer, ref.value_codes)):
-        want = np.concatenate([_records(c, rb) for c in chunks], axis=2)
-        assert np.array_equal(buf.view(2, 1, layer.code_slots, rb)[:, :, : n - window].numpy(), want)
-    for ring, win in ((layer.ring_keys, ref.keys), (layer.ring_values, ref.values)):
-        assert all(torch.equal(ring[:, :, p % window], win[:, :, j]) for j, p in enumerate(range(n - window, n)))
-    assert torch.equal(layer.key_mean, ref.key_mean) and torch.equal(layer.value_mean, ref.value_mean)
-    assert int(layer.n_codes[0]) == n - window and gpu.settings["window"] == window
+    plan = {0: ((5, False), (1, True)), 1: ((2, False), (1, True), (1, False), (3, False), (1, True))}
+    for i, steps in plan.items():
+        layer, ref = gpu.layers[i], cpu.layers[i]
+        for t, attend in steps:
+            x = (2 * torch.randn(2, 1, t, 16, generator=gen) + 0.5).half()
+            keys, values = cpu.update(x, -x, i)
+            got = layer.update(x, -x)
+            if t > 1:  # a prefill returns the states to attend over: decoded codes (float32 vs float64 decoders), window
+                for a, b in zip(got, (keys, values)):
+                    assert a.shape == b.shape and float((a.float() - b.float()).abs().max()) <= 2e-3
+            if attend:
+                q = torch.randn(2, 2, 1, 16, generator=gen).half()
+                want = torch.nn.functional.scaled_dot_product_attention(
+                    q.double(), keys.double().repeat_interleave(2, dim=1), values.double().repeat_interleave(2, dim=1))
+                out = layer.attend(q, None).transpose(1, 2)
+                assert float((out.double() - want).abs().max()) <= 2.0**-10 * float(want.abs().max())
+        n, rb = sum(t for t, _ in steps), layer.record_bytes[0]
+        for buf, chunks in ((layer.key_buffer, ref.key_codes), (layer.value_buffer, ref.value_codes)):
+            want = np.concatenate([_records(c, rb) for c in chunks], axis=2)
+            assert np.array_equal(buf.view(2, 1, layer.code_slots, rb)[:, :, : n - w].numpy(), want)
+        for ring, win in ((layer.ring_keys, ref.keys), (layer.ring_values, ref.values)):
+            assert all(torch.equal(ring[:, :, p % w], win[:, :, j]) for j, p in enumerate(range(n - w, n)))
+        assert torch.equal(layer.key_mean, ref.key_mean) and torch.equal(layer.value_mean, ref.value_mean)
+        assert int(layer.n_codes[0]) == n - w
+    assert gpu.settings["window"] == w
 
 
 def _close(a, b):

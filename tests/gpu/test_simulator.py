@@ -284,11 +284,11 @@ def test_decode_attention_matches_reference(codebook):
 
 @inner
 def test_decode_attention_dense_rotation():
-    """The dense rotation changes only the query transform: one record size, two heads."""
+    """The dense rotation changes only the query transform: one record size, one head (heads: the GQA test)."""
     from fibquant_theory.codebooks.design import design_codebook
 
     d, k, n = CONFIGS[0]
-    _check_attention(design_codebook(d, k, n, n_train=4000, n_heldout=1000, n_restarts=1, cache=False), "haar", n_heads=2)
+    _check_attention(design_codebook(d, k, n, n_train=4000, n_heldout=1000, n_restarts=1, cache=False), "haar", n_heads=1)
 
 
 @inner
@@ -301,9 +301,9 @@ def test_decode_attention_byte_indices_and_fp16_queries():
     cpu, gpu = _pair(cb)
     rng = np.random.default_rng(11)
     t = 100
-    kc = cpu.encode(rng.standard_normal((1, 2, t, 32)))
-    vc = cpu.encode(rng.standard_normal((1, 2, t, 32)))
-    q = rng.standard_normal((1, 2, 32)).astype(np.float16)
+    kc = cpu.encode(rng.standard_normal((1, 1, t, 32)))
+    vc = cpu.encode(rng.standard_normal((1, 1, t, 32)))
+    q = rng.standard_normal((1, 1, 32)).astype(np.float16)
     want = attention_naive(q.astype(np.float32), cpu.decode(kc), cpu.decode(vc))
     got = gpu.decode_attention(q, kc.payload, vc.payload, t, n_splits=2, dtype="float32").copy_to_host()
     np.testing.assert_allclose(got.reshape(want.shape), want, rtol=0, atol=5e-6 * np.abs(want).max())
