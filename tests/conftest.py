@@ -77,6 +77,11 @@ def _raise_hypothesis_budgets(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    shard = os.environ.get("FIBQUANT_SIM_SHARD")  # "i/n": every n-th test from the i-th (tests/helpers.run_simulator_shards)
+    if shard:
+        i, n = (int(v) for v in shard.split("/"))
+        config.hook.pytest_deselected(items=[it for j, it in enumerate(items) if j % n != i])
+        items[:] = [it for j, it in enumerate(items) if j % n == i]
     if PROFILE == "thorough":
         _raise_hypothesis_budgets(items)
     # the marker itself, not `"gpu" in item.keywords`: keywords also hold the node names, so every test

@@ -56,3 +56,46 @@ def tiny_pareto_setup(seeds: tuple[int, ...]) -> tuple[Any, dict[str, Any], Any]
     model = transformers.LlamaForCausalLM(cfg).eval()
     texts = {"a": torch.randint(0, 61, (1, 32), generator=torch.Generator().manual_seed(1))}
     return model, texts, Protocol(ctx=32, stride=32, chunk=8, seeds=seeds, fidelity_tokens=16)
+
+
+def run_simulator_shards(test_file: str, shards: int = 2, timeout: float = 1200.0) -> tuple[int, int, str]:
+    """Run ``test_file`` under the Numba CUDA simulator in ``shards`` parallel interpreters (CI has two cores).
+
+    Each interpreter runs every ``shards``-th collected test (``FIBQUANT_SIM_SHARD=i/shards``,
+    applied in ``tests/conftest.py``); the simulator is single-threaded Python, so two of them
+    take about half the time of one.
+
+    Returns
+    -------
+    passed, skipped : int
+        Summed over the shards.
+    output : str
+        The end of every shard's output (for an assertion message).
+
+    Raises
+    ------
+    AssertionError
+        A shard failed (its output is in the message).
+    """
+    import os
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    procs = []
+    for i in range(shards):
+        env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FIBQUANT_GPU_SIM_INNER="1", FIBQUANT_SIM_SHARD=f"{i}/{shards}")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", "-W",
+             "ignore::FutureWarning", test_file], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    passed = skipped = 0
+    tails = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, out[-6000:] + err[-3000:]
+        summary = out.strip().splitlines()[-1]
+        tails.append(out[-1500:])
+        passed += int(m.group(1)) if (m := re.search(r"(\d+) passed", summary)) else 0
+        skipped += int(m.group(1)) if (m := re.search(r"(\d+) skipped", summary)) else 0
+    return passed, skipped, "\n".join(tails)

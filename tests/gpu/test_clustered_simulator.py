@@ -9,10 +9,6 @@ only run there, on tiny inputs (every CUDA thread is a Python thread).
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,15 +19,10 @@ inner = pytest.mark.skipif(not INNER, reason="runs inside the simulator subproce
 
 @pytest.mark.skipif(INNER, reason="this is the driver")
 def test_clustered_kernel_under_the_simulator() -> None:
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FIBQUANT_GPU_SIM_INNER="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", __file__],
-        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    summary = proc.stdout.strip().splitlines()[-1]
-    passed = re.search(r"(\d+) passed", summary)
-    assert passed and int(passed.group(1)) >= 8 and "1 skipped" in summary, proc.stdout[-2000:]  # only the driver skips
+    from tests.helpers import run_simulator_shards
+
+    passed, skipped, out = run_simulator_shards(__file__)
+    assert passed >= 8 and skipped == 1, out  # only the driver skips
 
 
 # ------------------------------------------------------------------------------------------- inner

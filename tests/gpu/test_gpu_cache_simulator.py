@@ -13,10 +13,6 @@ decoding steps, and greedy decoding picks the same tokens.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,16 +30,10 @@ SHAPE = {"vocab_size": 61, "hidden_size": 32, "intermediate_size": 64, "num_hidd
 
 @pytest.mark.skipif(INNER, reason="this is the driver")
 def test_gpu_cache_under_the_simulator() -> None:
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FIBQUANT_GPU_SIM_INNER="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", "-W",
-         "ignore::FutureWarning", __file__],
-        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    summary = proc.stdout.strip().splitlines()[-1]
-    passed = re.search(r"(\d+) passed", summary)
-    assert passed and int(passed.group(1)) >= 7 and "1 skipped" in summary, proc.stdout[-2000:]
+    from tests.helpers import run_simulator_shards
+
+    passed, skipped, out = run_simulator_shards(__file__)
+    assert passed >= 7 and skipped == 1, out  # only the driver skips
 
 
 # ------------------------------------------------------------------------------------------- inner

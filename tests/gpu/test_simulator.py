@@ -1,8 +1,9 @@
 """GPU kernels under the Numba CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``): logic, indexing, layout.
 
 The simulator must be enabled before :mod:`numba.cuda` is first imported, so
-:func:`test_gpu_kernels_under_the_simulator` re-runs this file in a fresh
-interpreter with the variable set; the tests below only run there (sizes are
+:func:`test_gpu_kernels_under_the_simulator` re-runs this file in two fresh
+interpreters with the variable set (every other test in each:
+:func:`tests.helpers.run_simulator_shards`); the tests below only run there (sizes are
 tiny: the simulator runs every CUDA thread as a Python thread). They check each
 kernel against the CPU codec: the float64 encoder writes the CPU's bytes
 (exhaustive and two-stage search, Hadamard and dense rotations, records of
@@ -13,10 +14,6 @@ decode-attention matches softmax attention over the CPU-decoded vectors.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,15 +24,10 @@ inner = pytest.mark.skipif(not INNER, reason="runs inside the simulator subproce
 
 @pytest.mark.skipif(INNER, reason="this is the driver")
 def test_gpu_kernels_under_the_simulator() -> None:
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FIBQUANT_GPU_SIM_INNER="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", __file__],
-        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=1200,
-    )
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    summary = proc.stdout.strip().splitlines()[-1]
-    passed = re.search(r"(\d+) passed", summary)
-    assert passed and int(passed.group(1)) >= 40 and "1 skipped" in summary, proc.stdout[-2000:]  # only the driver skips
+    from tests.helpers import run_simulator_shards
+
+    passed, skipped, out = run_simulator_shards(__file__)
+    assert passed >= 40 and skipped == 1, out  # only the driver skips
 
 
 # ------------------------------------------------------------------------------------------- inner
