@@ -6,9 +6,14 @@ and encodes blocks ``(n, k)`` that are already rotated and normalised (what
 :meth:`FibQuantCodec.encode_indices <fibquant_theory.codecs.fibquant.FibQuantCodec.encode_indices>`
 passes to its search) into codeword indices.
 
-Work layout
------------
-``L`` consecutive lanes of a warp (``lanes``, a power of two up to 32) search
+Work layouts
+------------
+The default, ``layout="buckets"``, groups the blocks by the clusters they chose
+and stages every cluster's members in shared memory once per tile of blocks
+(:mod:`~fibquant_theory.gpu.cluster_buckets`). ``layout="per-block"`` is the
+kernel below; both give the same indices.
+
+Per block: ``L`` consecutive lanes of a warp (``lanes``, a power of two up to 32) search
 one block. The ``K`` parents and their squared norms sit in shared memory; lane
 ``s`` scores parents ``s, s + L, ...`` and keeps its own sorted list of the
 ``T`` best ``(score, c)`` pairs; ``T`` rounds of a lexicographic shuffle
@@ -46,12 +51,13 @@ from fibquant_theory.search.encoders import ClusteredSearch
 
 from . import codegen
 from ._compat import SIMULATOR, cuda
+from .cluster_buckets import EXACT_FASTMATH, MAX_TOP, ClusterBuckets
 from .device import THREADS, shfl_xor
 
-__all__ = ["EXACT_FASTMATH", "PRECISIONS", "GPUClusteredSearch", "clustered_kernel", "clustered_shared_bytes"]
+__all__ = ["EXACT_FASTMATH", "LAYOUTS", "PRECISIONS", "GPUClusteredSearch", "clustered_kernel", "clustered_shared_bytes"]
 
-#: Fastmath flags of the float64 kernel: those of GPU_FASTMATH that leave every sum and product exact.
-EXACT_FASTMATH: frozenset[str] = frozenset(GPU_FASTMATH - {"contract", "reassoc"})
+#: Work layouts of :class:`GPUClusteredSearch`: bucketed by cluster (:mod:`~fibquant_theory.gpu.cluster_buckets`), per block.
+LAYOUTS = ("buckets", "per-block")
 #: Search precisions of :class:`GPUClusteredSearch`.
 PRECISIONS = ("float64", "float32")
 #: The error flag's value when no row was bad (the largest int64).
@@ -230,7 +236,13 @@ class GPUClusteredSearch:
     precision : {"float64", "float32"}
         Search precision (see the module docstring); float64 gives the CPU kernel's indices.
     lanes : int
-        Lanes per block ``L`` (1, 2, 4, 8, 16 or 32).
+        Lanes per block ``L`` of the per-block layout (1, 2, 4, 8, 16 or 32).
+    layout : {"buckets", "per-block"}
+        ``"buckets"`` (:mod:`~fibquant_theory.gpu.cluster_buckets`): blocks are grouped by
+        the clusters they chose and every cluster's members are staged in shared memory once
+        per tile of blocks (``top`` at most :data:`~fibquant_theory.gpu.cluster_buckets.MAX_TOP`;
+        a larger ``top`` runs per block). ``"per-block"``: the ``L`` lanes of a block read
+        its clusters' members from global memory. Both give the same indices.
 
     Attributes
     ----------
@@ -240,14 +252,17 @@ class GPUClusteredSearch:
         Block size, clusters ``K``, codebook size ``N``.
     """
 
-    def __init__(self, search: ClusteredSearch, precision: str = "float64", lanes: int = 8) -> None:
+    def __init__(self, search: ClusteredSearch, precision: str = "float64", lanes: int = 8, layout: str = "buckets") -> None:
         if not isinstance(search, ClusteredSearch):
             raise TypeError(f"search must be a ClusteredSearch, got {type(search).__name__}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if lanes not in (1, 2, 4, 8, 16, 32):
             raise ValueError(f"lanes must be a power of two between 1 and 32, got {lanes!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         ix = search.index
+        self.layout = layout
         self.precision = precision
         self.lanes = int(lanes)
         self.top = search.top
@@ -265,10 +280,12 @@ class GPUClusteredSearch:
                           (ix.sorted_norm2, self._dtype), (ix.order, np.int64), (ix.offsets, np.int64))
         )
         self._err = cuda.to_device(np.full(1, _NO_ERROR, dtype=np.int64))
+        self._buckets = (ClusterBuckets(self._arrays, self.k, self.n_clusters, self.n_codewords, precision == "float64")
+                         if layout == "buckets" else None)
 
     def __repr__(self) -> str:
         return (f"GPUClusteredSearch(N={self.n_codewords}, k={self.k}, clusters={self.n_clusters}, top={self.top}, "
-                f"lanes={self.lanes}, precision={self.precision!r})")
+                f"lanes={self.lanes}, precision={self.precision!r}, layout={self.layout!r})")
 
     def _blocks(self, y: Any) -> Any:
         if hasattr(y, "copy_to_host") or hasattr(y, "__cuda_array_interface__"):
@@ -314,12 +331,15 @@ class GPUClusteredSearch:
         out = cuda.device_array(n, dtype=np.int64)
         if n == 0:
             return out.copy_to_host() if to_host else out
-        kern, grid = clustered_kernel(self.k, self.n_clusters, self.n_codewords, int(top), self.lanes,
-                                      self.precision == "float64")
-        codegen.allow_dynamic_shared(kern, self._shared)
         if to_host:
             self._err.copy_to_device(np.full(1, _NO_ERROR, dtype=np.int64))
-        kern[grid(n), THREADS, 0, self._shared](blocks, n, *self._arrays, out, self._err)
+        if self._buckets is not None and top <= MAX_TOP:
+            self._buckets.search(blocks, int(top), out, self._err)
+        else:
+            kern, grid = clustered_kernel(self.k, self.n_clusters, self.n_codewords, int(top), self.lanes,
+                                          self.precision == "float64")
+            codegen.allow_dynamic_shared(kern, self._shared)
+            kern[grid(n), THREADS, 0, self._shared](blocks, n, *self._arrays, out, self._err)
         if not to_host:
             return out
         bad = int(self._err.copy_to_host()[0])

@@ -10,6 +10,7 @@
 #   cachetests  the device tests of the GPU cache (#17) and of the clustered encoder (#18)
 #   refine  research/gpu_refine_codebooks.py: more Lloyd iterations for the shipped k=8 N=65536 codebooks (#18),
 #           until ${REFINE_END:-570} s after the call's start
+#   clustered  research/gpu_clustered_bench.py: the clustered search, bucketed and per block, against the exhaustive one (#18)
 #   ncu     Nsight Compute on the decode and attention kernels (research/gpu_profile.py)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,8 @@ for job in "$@"; do
     cachetests) timeout 240 python3 -m pytest -q -p no:cacheprovider -m gpu ${CACHETESTS:-tests/gpu/test_gpu_cache_device.py tests/gpu/test_clustered_device.py} \
                   >"$OUT/cachetests.txt" 2>&1; tail -30 "$OUT/cachetests.txt" ;;
     refine) python3 research/gpu_refine_codebooks.py --out "$OUT" --total-seconds $(( ${REFINE_END:-570} - SECONDS )) 2>&1 | tail -20 ;;
+    clustered) timeout 300 python3 research/gpu_clustered_bench.py --out "$OUT" ${CLUSTERED_ARGS:-} 2>"$OUT/clustered.err" | tee "$OUT/clustered.txt"
+               tail -5 "$OUT/clustered.err" ;;
     host) python3 research/gpu_host_profile.py --out "$OUT" 2>&1 | tail -60 ;;
     ceiling) timeout 150 python3 research/gpu_write_ceiling.py --out "$OUT" 2>&1 | tee "$OUT/ceiling.txt" | tail -20 ;;
     ncu) for only in decode attention; do

@@ -6,7 +6,7 @@ For every codebook (``--codebook`` files, ``.npz`` as written by ``save_codebook
 of N = 65536, k = 8 for d = 64 and d = 128) and spherical-Beta blocks of its source:
 
 * ``blocks_per_s`` of :class:`~fibquant_theory.gpu.clustered_encode.GPUClusteredSearch`
-  for every ``--lanes`` and precision (float64: the CPU kernel's arithmetic; float32),
+  in its bucketed layout and in the per-block layout for every ``--lanes``, for each precision (float64: the CPU kernel's arithmetic; float32),
   the best of ``--repeats`` searches on ``--blocks`` blocks already on the device
   (wall time from the launch to the synchronisation: the kernel and a 8-byte flag reset);
 * the same for the exhaustive search (the same kernel with one cluster holding every
@@ -46,7 +46,7 @@ from fibquant_theory.search.encoders import ClusteredSearch, ExhaustiveSearch
 from fibquant_theory.search.kernel import nearest_exhaustive
 from fibquant_theory.theory.source import SphericalBeta
 
-COLUMNS = ["codebook", "d", "search", "precision", "lanes", "blocks_per_s", "codes_equal"]
+COLUMNS = ["codebook", "d", "search", "precision", "layout", "lanes", "blocks_per_s", "codes_equal"]
 
 
 def codebooks(args: argparse.Namespace) -> list[tuple[str, int, np.ndarray]]:
@@ -114,18 +114,18 @@ def measure(label: str, d: int, points: np.ndarray, args: argparse.Namespace) ->
         for search, cpu, lanes_list, dev, top in (("clustered", clustered, args.lanes, y_dev, args.top),
                                                   ("exhaustive", whole, args.exhaustive_lanes, yx_dev, 1)):
             best_bps, best_codes = 0.0, None
-            for lanes in lanes_list:
-                gpu = GPUClusteredSearch(cpu, precision=precision, lanes=lanes)
+            for layout, lanes in [("buckets", 0)] + [("per-block", n) for n in lanes_list]:
+                gpu = GPUClusteredSearch(cpu, precision=precision, lanes=lanes or 8, layout=layout)
                 sec, codes = kernel_seconds(gpu, dev, top, args.repeats)
                 bps = dev.shape[0] / sec
                 if precision == "float64":
                     ref = cpu_codes if search == "clustered" else cpu_exact
                     equal = bool(np.array_equal(codes[: ref.size], ref))
                 else:
-                    equal = round(float(np.mean(codes == codes64[f"{search} {lanes}"])), 6) if f"{search} {lanes}" in codes64 else None
+                    equal = round(float(np.mean(codes == codes64[f"{search} {layout} {lanes}"])), 6) if f"{search} {layout} {lanes}" in codes64 else None
                 if precision == "float64":
-                    codes64[f"{search} {lanes}"] = codes
-                rows.append({"codebook": label, "d": d, "search": search, "precision": precision, "lanes": lanes,
+                    codes64[f"{search} {layout} {lanes}"] = codes
+                rows.append({"codebook": label, "d": d, "search": search, "precision": precision, "layout": layout, "lanes": lanes,
                              "blocks_per_s": round(bps), "codes_equal": equal})
                 print(rows[-1], file=sys.stderr, flush=True)
                 if bps > best_bps:
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=128, help="source dimension of .npy points")
     parser.add_argument("--clusters", type=int, default=256)
     parser.add_argument("--top", type=int, default=8)
-    parser.add_argument("--lanes", type=int, nargs="+", default=[4, 8, 32])
-    parser.add_argument("--exhaustive-lanes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--lanes", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--exhaustive-lanes", type=int, nargs="+", default=[1])
     parser.add_argument("--blocks", type=int, default=2_000_000, help="blocks of the clustered timing")
     parser.add_argument("--exhaustive-blocks", type=int, default=200_000, help="blocks of the exhaustive timing and the penalty")
     parser.add_argument("--check", type=int, default=20_000, help="blocks checked against the CPU clustered kernel")
