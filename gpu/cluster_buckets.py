@@ -319,12 +319,12 @@ class ClusterBuckets:
             rn = r1 - r0
             y = blocks[r0:r1]
             m = rn * top
-            g1 = max(1, min(-(-rn // THREADS), 132 * 8))
+            g1 = codegen.grid_blocks(rn, THREADS)
             kern["parents"][g1, THREADS, stream, shared](y, rn, par, pn2, chosen, self._counts, err)
             kern["scan"][1, THREADS, stream](self._counts, self._starts, self._cursor)
             kern["scatter"][-(-m // _SCATTER_SPAN), THREADS, stream](chosen, m, self._cursor, pairs, slot)
             per_tile = THREADS * PAIRS_PER_THREAD
             tiles = max(1, math.ceil(2 * m / K / per_tile))
             kern["members"][(tiles, K), THREADS, stream](y, pairs, self._starts, pts, n2, order, offsets, res_s, res_o)
-            g5 = max(1, min(-(-rn // THREADS), 132 * 8))
+            g5 = codegen.grid_blocks(rn, THREADS)
             kern["combine"][g5, THREADS, stream](res_s, res_o, slot, rn, order, out[r0:r1])
